@@ -1,0 +1,37 @@
+"""Argument validation that needs no network: it runs before any request is sent."""
+from azure.cli.core.azclierror import (InvalidArgumentValueError, MutuallyExclusiveArgumentError,
+                                       RequiredArgumentMissingError)
+
+from azext_pgdump.arm.resource_ids import parse_server_id
+
+
+def validate_server_reference(cmd, namespace):  # pylint: disable=unused-argument
+    """Either --ids, or --server-name with a resource group (which may come from `az config`)."""
+    if namespace.ids:
+        if namespace.server_name:
+            raise MutuallyExclusiveArgumentError(
+                'Use either --ids or --server-name, not both.',
+                recommendation='Pass the full resource ID alone, or --server-name with --resource-group.')
+        try:
+            ref = parse_server_id(namespace.ids)
+        except ValueError as err:
+            raise InvalidArgumentValueError(
+                str(err),
+                recommendation='Copy the ID from `az postgres flexible-server show -g RG -n NAME --query id -o tsv`; '
+                               'it looks like /subscriptions/SUB/resourceGroups/RG/providers/'
+                               'Microsoft.DBforPostgreSQL/flexibleServers/NAME.') from err
+        if namespace.server_type not in ('auto', ref.kind):
+            raise InvalidArgumentValueError(
+                f"--server-type {namespace.server_type} contradicts the resource ID, which names a {ref.kind} server.",
+                recommendation='Leave out --server-type when passing --ids.')
+        namespace.resource_group_name, namespace.server_name, namespace.server_type = \
+            ref.resource_group, ref.name, ref.kind
+        return
+    if not namespace.server_name:
+        raise RequiredArgumentMissingError(
+            'A server is required.',
+            recommendation='Pass --server-name NAME with --resource-group RG, or --ids with a full resource ID.')
+    if not namespace.resource_group_name:
+        raise RequiredArgumentMissingError(
+            f"A resource group is required for server '{namespace.server_name}'.",
+            recommendation='Pass --resource-group RG, or set a default with `az config set defaults.group=RG`.')

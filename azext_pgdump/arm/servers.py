@@ -1,0 +1,90 @@
+"""Look servers and their databases up in ARM, for both server kinds."""
+from dataclasses import dataclass
+
+from azure.cli.core.azclierror import AzureResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ResourceNotFoundError as SdkNotFound
+from knack.log import get_logger
+
+from azext_pgdump._client_factory import client_for
+from azext_pgdump.arm.resource_ids import ServerRef
+
+logger = get_logger(__name__)
+
+KIND_LABEL = {'flexible': 'Flexible Server', 'single': 'Single Server'}
+# Databases every Azure server has that a migration never copies.
+SERVICE_DATABASES = frozenset({'azure_maintenance', 'azure_sys', 'template0', 'template1'})
+
+
+@dataclass(frozen=True)
+class ArmServer:
+    kind: str
+    id: str
+    name: str
+    resource_group: str
+    subscription: str
+    fqdn: str
+    admin_login: str
+    version: str
+    public_network_access: str
+
+
+def _prop(model, name):
+    """A property of a flattened (msrest) or nested (typespec) SDK model."""
+    props = getattr(model, 'properties', None)
+    return getattr(props, name, None) if props is not None else getattr(model, name, None)
+
+
+def _error_code(err: HttpResponseError) -> str:
+    code = getattr(getattr(err, 'error', None), 'code', None)
+    if code:
+        return code
+    try:
+        return err.response.json()['error']['code']
+    except Exception:  # pylint: disable=broad-except
+        return ''
+
+
+def _to_server(kind: str, model, ref: ServerRef, client) -> ArmServer:
+    network = _prop(model, 'network')
+    public = getattr(network, 'public_network_access', None) if network else _prop(model, 'public_network_access')
+    return ArmServer(kind=kind, id=model.id, name=model.name, resource_group=ref.resource_group,
+                     subscription=client._config.subscription_id,  # pylint: disable=protected-access
+                     fqdn=_prop(model, 'fully_qualified_domain_name'), admin_login=_prop(model, 'administrator_login'),
+                     version=str(_prop(model, 'version')), public_network_access=str(public or 'Enabled'))
+
+
+def get_server(cli_ctx, ref: ServerRef) -> ArmServer:
+    """The server `ref` names; with kind 'auto', Flexible Server is tried first, then Single Server."""
+    kinds = ['flexible', 'single'] if ref.kind == 'auto' else [ref.kind]
+    for kind in kinds:
+        client = client_for(cli_ctx, kind, ref.subscription)
+        try:
+            model = client.servers.get(ref.resource_group, ref.name)
+        except SdkNotFound as err:
+            if _error_code(err) == 'ResourceGroupNotFound':
+                raise ResourceNotFoundError(
+                    f"Resource group '{ref.resource_group}' was not found.",
+                    recommendation='Check the name with `az group list -o table`, or choose the subscription that '
+                                   'holds it with --subscription.') from err
+            logger.debug("No %s named %s in %s", KIND_LABEL[kind], ref.name, ref.resource_group)
+            continue
+        except HttpResponseError as err:
+            raise AzureResponseError(f'Azure Resource Manager refused to look up {ref.name}: {err.message}',
+                                     recommendation='Check `az account show` and your access to the server.') \
+                from err
+        return _to_server(kind, model, ref, client)
+    looked_for = ' or '.join(KIND_LABEL[k] for k in kinds)
+    raise ResourceNotFoundError(
+        f"No {looked_for} named '{ref.name}' was found in resource group '{ref.resource_group}'.",
+        recommendation='List the servers with `az postgres flexible-server list -g '
+                       f'{ref.resource_group} -o table`, check --subscription, or pass --ids with the full ID.')
+
+
+def list_databases(cli_ctx, server: ArmServer) -> list:
+    client = client_for(cli_ctx, server.kind, server.subscription)
+    result = []
+    for db in client.databases.list_by_server(server.resource_group, server.name):
+        result.append({'name': db.name, 'charset': _prop(db, 'charset'), 'collation': _prop(db, 'collation'),
+                       'migratable': db.name not in SERVICE_DATABASES, 'id': db.id})
+    return result

@@ -1,0 +1,119 @@
+"""A real PostgreSQL server configured the way Azure Database for PostgreSQL is.
+
+TCP only on loopback, TLS required (certificate from the test CA), scram-sha-256 password
+authentication only, Azure's service roles present, and an administrator login that is NOT a
+superuser but has CREATEDB and CREATEROLE and is a member of azure_pg_admin. A superuser
+(`postgres`) exists for the test harness only; the tool under test never uses it."""
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from . import osuser
+from .certs import Certs
+from .net import free_port
+from .pgbin import bindir
+
+AZURE_SETUP = [
+    "CREATE ROLE azure_superuser SUPERUSER NOLOGIN",
+    "CREATE ROLE azure_pg_admin NOLOGIN",
+    "CREATE ROLE azuresu SUPERUSER NOLOGIN",
+    "CREATE ROLE replication NOLOGIN REPLICATION",
+    "CREATE DATABASE azure_maintenance OWNER azure_superuser",
+    "REVOKE CONNECT ON DATABASE azure_maintenance FROM PUBLIC",
+    "CREATE DATABASE azure_sys OWNER azure_superuser",
+]
+
+
+@dataclass
+class PgServer:
+    name: str
+    major: int
+    certs: Certs
+    host: str = "127.0.0.1"
+    admin: str = "pgadmin"
+    port: int = field(default_factory=free_port)
+    superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="azext-pg-")))
+
+    @property
+    def bindir(self) -> Path:
+        return bindir(self.major)
+
+    @property
+    def datadir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.base / "server.log"
+
+    def _pg(self, program: str, *args: str, timeout: int = 120) -> None:
+        subprocess.run([str(self.bindir / program), *args], check=True, timeout=timeout,
+                       stdout=subprocess.DEVNULL, **osuser.run_kwargs())
+
+    def start(self) -> "PgServer":
+        self.base.chmod(0o700)
+        pwfile = self.base / "pwfile"
+        pwfile.write_text(self.superuser_password + "\n")
+        for src in (self.certs.cert, self.certs.key):
+            shutil.copy(src, self.base / src.name)
+        (self.base / "server.key").chmod(0o600)
+        osuser.give(self.base)
+        self._pg("initdb", "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}",
+                 "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        pwfile.unlink()
+        self._configure()
+        self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
+        for statement in AZURE_SETUP + [
+                f"CREATE ROLE {self.admin} LOGIN CREATEDB CREATEROLE IN ROLE azure_pg_admin "
+                f"PASSWORD '{self.admin_password}'"]:
+            self.execute(statement)
+        return self
+
+    def _configure(self) -> None:
+        conf = self.datadir / "postgresql.conf"
+        with conf.open("a") as f:
+            f.write(f"""
+listen_addresses = '{self.host}'
+port = {self.port}
+unix_socket_directories = ''
+ssl = on
+ssl_cert_file = '{self.base / 'server.crt'}'
+ssl_key_file = '{self.base / 'server.key'}'
+password_encryption = 'scram-sha-256'
+max_connections = 60
+shared_buffers = 32MB
+fsync = off
+full_page_writes = off
+synchronous_commit = off
+""")
+        # hostssl only: a client without TLS gets "no pg_hba.conf entry ... no encryption",
+        # as Azure refuses it; there is no unix socket and no trust method at all.
+        (self.datadir / "pg_hba.conf").write_text(f"hostssl all all {self.host}/32 scram-sha-256\n")
+
+    def stop(self) -> None:
+        if (self.datadir / "postmaster.pid").exists():
+            self._pg("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def conninfo(self, dbname: str = "postgres", superuser: bool = True) -> dict:
+        user, password = ("postgres", self.superuser_password) if superuser else (self.admin, self.admin_password)
+        return dict(host=self.host, port=self.port, dbname=dbname, user=user, password=password,
+                    sslmode="verify-full", sslrootcert=str(self.certs.ca), connect_timeout=10)
+
+    def connect(self, dbname: str = "postgres", superuser: bool = True, **kw) -> psycopg.Connection:
+        return psycopg.connect(**{**self.conninfo(dbname, superuser), **kw}, autocommit=True)
+
+    def execute(self, sql, params=None, dbname: str = "postgres") -> list:
+        with self.connect(dbname) as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def version_num(self) -> int:
+        return int(self.execute("SHOW server_version_num")[0][0])
