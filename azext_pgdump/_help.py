@@ -29,3 +29,60 @@ examples:
   - name: A Single Server, without the detection request.
     text: az postgres dumprestore list-databases -g myresourcegroup -s mysingleserver --server-type single
 """
+
+helps['postgres dumprestore run'] = """
+type: command
+short-summary: Migrate databases and roles from one server to another with pg_dump and pg_restore.
+long-summary: >
+  Picks pg_dump/pg_restore/psql at least as new as both servers, copies the roles (pg_dumpall --roles-only,
+  cleaned of Azure service roles and superuser-only attributes), then for each database creates it on the
+  target, dumps it, restores it with stderr in <db>.errors.log, reads that log (known harmless Azure messages
+  are counted apart from real failures) and runs ANALYZE. Everything is written to --work-dir, which is kept.
+  Progress goes to stderr; the result (per database: status, phase durations, dump size, errors) to stdout.
+  The exit code is non-zero when any database failed.
+examples:
+  - name: Migrate every database of a Single Server to a Flexible Server in the same resource group.
+    text: >
+      az postgres dumprestore run -g myresourcegroup --source-server mysingleserver
+      --target-server myflexserver --source-admin-password "$SRC_PW" --target-admin-password "$TGT_PW"
+  - name: Migrate two databases with the parallel directory method and 4 jobs.
+    text: >
+      az postgres dumprestore run --source-server /subscriptions/SUB/resourceGroups/rg1/providers/Microsoft.DBforPostgreSQL/flexibleServers/old
+      --target-server new --target-resource-group rg2 --databases sales inventory --method directory --jobs 4
+  - name: From a PostgreSQL on a VM, one plain SQL file per database, without owners.
+    text: >
+      az postgres dumprestore run --source-host 10.0.0.4 --source-admin-user postgres
+      --target-server myflexserver -g myresourcegroup --method plain --no-owner
+  - name: Show the plan and the exact commands without running anything.
+    text: az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --dry-run
+  - name: In a pipeline, re-create target databases that exist, without a prompt, and fail the job on errors.
+    text: >
+      az postgres dumprestore run -g myresourcegroup --source-server old --target-server new
+      --if-exists drop --yes --only-show-errors -o json
+"""
+
+helps['postgres dumprestore dump'] = """
+type: command
+short-summary: Dump roles and databases to a work directory that `restore` (here or on another agent) reads.
+examples:
+  - name: Dump every database of a Flexible Server, with 4 parallel jobs.
+    text: az postgres dumprestore dump -g myresourcegroup --source-server myflexserver --work-dir ./dump --jobs 4
+  - name: Dump one database as a plain SQL file, without roles.
+    text: >
+      az postgres dumprestore dump -g myresourcegroup --source-server mysingleserver --databases sales
+      --method plain --no-roles --work-dir ./dump
+"""
+
+helps['postgres dumprestore restore'] = """
+type: command
+short-summary: Restore what `dump` wrote (roles included), or a file or directory made by pg_dump.
+examples:
+  - name: Restore a work directory written by `dump` into a Flexible Server.
+    text: az postgres dumprestore restore -g myresourcegroup --target-server myflexserver --work-dir ./dump
+  - name: Restore a plain SQL file made by pg_dump into a new database.
+    text: >
+      az postgres dumprestore restore -g myresourcegroup --target-server myflexserver
+      --dump-file ./sales.sql --target-database sales
+  - name: Restore into databases that exist already.
+    text: az postgres dumprestore restore -g myresourcegroup --target-server myflexserver --work-dir ./dump --if-exists reuse
+"""

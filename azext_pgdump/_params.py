@@ -2,8 +2,31 @@
 from knack.arguments import CLIArgumentType
 
 
+def _side_arguments(c, side, get_enum_type):
+    other = 'target' if side == 'source' else 'source'
+    c.argument(f'{side}_server', options_list=[f'--{side}-server'],
+               help=f'Name or full resource ID of the {side} Flexible Server or Single Server.')
+    c.argument(f'{side}_resource_group', options_list=[f'--{side}-resource-group'],
+               help=f'Resource group of the {side} server. Defaults to --resource-group.')
+    c.argument(f'{side}_server_type', options_list=[f'--{side}-server-type'],
+               arg_type=get_enum_type(['auto', 'flexible', 'single']), default='auto',
+               help=f'Kind of the {side} server; `auto` asks Azure Resource Manager.')
+    c.argument(f'{side}_host', options_list=[f'--{side}-host'],
+               help=f'Host to connect to. With --{side}-server it overrides the server\'s host name (a private '
+                    f'endpoint or a custom DNS name); alone it names a PostgreSQL outside Azure.')
+    c.argument(f'{side}_port', options_list=[f'--{side}-port'], type=int, help='Port. Default: 5432.')
+    c.argument(f'{side}_admin_user', options_list=[f'--{side}-admin-user'],
+               help=f'Login for the {side} server. Default: the administrator login Azure reports '
+                    '(with @servername added for a Single Server).')
+    c.argument(f'{side}_admin_password', options_list=[f'--{side}-admin-password'],
+               help=f'Password of the {side} login. Default: PGPASSWORD or .pgpass, else a prompt on a terminal.')
+    c.argument(f'{side}_ssl_mode', options_list=[f'--{side}-ssl-mode'],
+               arg_type=get_enum_type(['require', 'verify-ca', 'verify-full', 'prefer', 'disable']),
+               default='require', help=f'libpq sslmode for the {side} server (the {other} has its own).')
+
+
 def load_arguments(self, _):
-    from azure.cli.core.commands.parameters import get_enum_type, resource_group_name_type
+    from azure.cli.core.commands.parameters import get_enum_type, get_three_state_flag, resource_group_name_type
 
     # id_part=None: this extension parses --ids itself, so that the server kind can be read from the
     # resource type and a malformed ID gets an error with a recommendation.
@@ -15,9 +38,60 @@ def load_arguments(self, _):
         options_list=['--ids'],
         help='Full resource ID of the server, for example /subscriptions/SUB/resourceGroups/RG/providers/'
              'Microsoft.DBforPostgreSQL/flexibleServers/NAME. Replaces --resource-group and --server-name.')
+    flag = get_three_state_flag()
 
     with self.argument_context('postgres dumprestore list-databases') as c:
         c.argument('resource_group_name', resource_group_name_type, id_part=None)
         c.argument('server_name', server_name_type)
         c.argument('server_type', server_type_type)
         c.argument('ids', ids_type)
+
+    for verb in ('run', 'dump', 'restore'):
+        with self.argument_context(f'postgres dumprestore {verb}') as c:
+            c.argument('resource_group_name', resource_group_name_type, id_part=None,
+                       help='Resource group of both servers, unless --source/--target-resource-group say otherwise.')
+            for side in (('source',) if verb == 'dump' else ('target',) if verb == 'restore'
+                         else ('source', 'target')):
+                _side_arguments(c, side, get_enum_type)
+            c.argument('databases', nargs='+', options_list=['--databases', '-d'],
+                       help='Databases to migrate. Default: every user database (never azure_maintenance, '
+                            'azure_sys, template0, template1).')
+            c.argument('jobs', options_list=['--jobs', '-j'], type=int,
+                       help='Parallel jobs for pg_dump -j and pg_restore -j (directory method). '
+                            'Default: the number of cores, at most 8.')
+            c.argument('no_roles', options_list=['--no-roles'], arg_type=flag,
+                       help='Do not dump or restore roles (pg_dumpall --roles-only).')
+            c.argument('no_owner', options_list=['--no-owner'], arg_type=flag,
+                       help='Do not set object owners (pg_dump/pg_restore --no-owner).')
+            c.argument('no_acl', options_list=['--no-acl'], arg_type=flag,
+                       help='Do not restore privileges (GRANT/REVOKE).')
+            c.argument('pg_bin_dir', options_list=['--pg-bin-dir'],
+                       help='Folder that holds pg_dump, pg_dumpall, pg_restore and psql. Default: the newest '
+                            'fitting set on PATH or under /usr/lib/postgresql/*/bin.')
+            c.argument('ssl_root_cert', options_list=['--ssl-root-cert'],
+                       help='CA certificate file for --*-ssl-mode verify-ca/verify-full.')
+            c.argument('dry_run', options_list=['--dry-run'], arg_type=flag,
+                       help='Print the plan (steps and exact commands, secrets masked) without running it.')
+            c.argument('work_dir', options_list=['--work-dir'],
+                       help='Folder for dumps, roles.sql and errors logs. Default: a new pgdump-DATE-TIME folder.'
+                       if verb != 'restore' else 'Folder written by `dump` (or `run`) to restore from.')
+            if verb != 'dump':
+                c.argument('if_exists', options_list=['--if-exists'],
+                           arg_type=get_enum_type(['fail', 'drop', 'reuse']), default='fail',
+                           help='When a target database exists: fail (default), drop and re-create it (asks '
+                                'first unless --yes), or reuse it.')
+                c.argument('yes', options_list=['--yes', '-y'], arg_type=flag,
+                           help='Do not ask for confirmation.')
+            if verb != 'restore':
+                c.argument('method', options_list=['--method'], arg_type=get_enum_type(['directory', 'plain']),
+                           default='directory',
+                           help='directory: pg_dump -Fd -j N and pg_restore -j N (fast, parallel); plain: one SQL '
+                                'file restored with psql.')
+                c.argument('reuse_work_dir', options_list=['--reuse-work-dir'], arg_type=flag,
+                           help='Write into a --work-dir that holds an earlier migration.')
+            else:
+                c.argument('dump_file', options_list=['--dump-file'],
+                           help='A plain SQL file, a custom-format archive or a directory made by pg_dump, '
+                                'instead of --work-dir.')
+                c.argument('target_database', options_list=['--target-database'],
+                           help='Database to create and restore into, with --dump-file.')

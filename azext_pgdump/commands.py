@@ -7,7 +7,21 @@ def _databases_table(result):
              "Migrated by default": "yes" if d["migratable"] else "no"} for d in result]
 
 
+def _migration_table(result):
+    if 'steps' in result:  # --dry-run
+        return [{"Step": s["name"], "Database": s.get("database", ""), "Description": s["description"]}
+                for s in result["steps"]]
+    return [{"Database": d["name"], "Status": d["status"], "Method": d["method"],
+             "Dump MB": round(d.get("dumpBytes", 0) / 1048576, 1),
+             "Seconds": round(sum(d["durations"].values()), 1),
+             "Errors (real/harmless)": f'{d.get("errors", {}).get("real", 0)}/{d.get("errors", {}).get("harmless", 0)}',
+             } for d in result["databases"]]
+
+
 def load_command_table(self, _):
     with self.command_group('postgres dumprestore', is_preview=True) as g:
         g.custom_command('list-databases', 'list_databases', validator=validate_server_reference,
                          table_transformer=_databases_table)
+        g.custom_command('run', 'migrate', table_transformer=_migration_table)
+        g.custom_command('dump', 'dump', table_transformer=_migration_table)
+        g.custom_command('restore', 'restore', table_transformer=_migration_table)

@@ -1,6 +1,19 @@
 """One function per verb: wire the management plane (arm/) to the data plane (pg/), return plain data."""
+import os
+import sys
+from pathlib import Path
+
+from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError, RequiredArgumentMissingError,
+                                       ValidationError)
+from knack.log import get_logger
+
 from azext_pgdump.arm import servers
+from azext_pgdump.arm.endpoints import SideArgs, resolve
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
+from azext_pgdump.pg import catalog, migration, workdir
+from azext_pgdump.pg.plan import Options
+
+logger = get_logger(__name__)
 
 
 def _server_ref(resource_group_name, server_name, server_type, ids) -> ServerRef:
@@ -15,3 +28,141 @@ def list_databases(cmd, resource_group_name=None, server_name=None, server_type=
     for db in databases:
         db.update(server=server.name, serverType=server.kind, resourceGroup=server.resource_group)
     return databases
+
+
+# ----- run, dump, restore ------------------------------------------------------------------------------
+
+def _side(side, kw, resource_group_name, ssl_root_cert) -> SideArgs:
+    return SideArgs(side=side, server=kw.get(f'{side}_server'),
+                    resource_group=kw.get(f'{side}_resource_group') or resource_group_name,
+                    server_type=kw.get(f'{side}_server_type') or 'auto', host=kw.get(f'{side}_host'),
+                    port=kw.get(f'{side}_port'), user=kw.get(f'{side}_admin_user'),
+                    ssl_mode=kw.get(f'{side}_ssl_mode') or 'require', ssl_root_cert=ssl_root_cert)
+
+
+def _with_password(endpoint, password, side):
+    """The option's password; else whatever libpq finds (PGPASSWORD, .pgpass); else a prompt on a TTY."""
+    if password:
+        return endpoint.with_password(password)
+    try:
+        catalog.connect(endpoint).close()
+        return endpoint
+    except catalog.ConnectError as err:
+        if 'no password supplied' not in str(err):
+            raise _connect_error(err, side) from err
+    if not sys.stdin.isatty():
+        raise RequiredArgumentMissingError(
+            f'No password for {endpoint.user} on {endpoint.name}, and no terminal to ask for one.',
+            recommendation=f'Pass --{side}-admin-password, or set PGPASSWORD or a .pgpass entry.')
+    from knack.prompting import prompt_pass
+    return endpoint.with_password(prompt_pass(f'Password for {endpoint.user} on {endpoint.name}: '))
+
+
+def _connect_error(err, side):
+    return AzureConnectionError(str(err), recommendation=(
+        f'Check --{side}-admin-user and --{side}-admin-password, that the server allows your address '
+        '(its firewall rules), and that TLS settings match (--{0}-ssl-mode).'.format(side)))
+
+
+def _options(method, jobs, no_roles, no_owner, no_acl, if_exists) -> Options:
+    return Options(method=method, jobs=int(jobs or min(os.cpu_count() or 2, 8)), roles=not no_roles,
+                   no_owner=bool(no_owner), no_acl=bool(no_acl), if_exists=if_exists or 'fail')
+
+
+def _progress(cmd):
+    quiet = getattr(cmd.cli_ctx, 'only_show_errors', False)
+
+    def say(message):
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+    return say
+
+
+def _fail_after_output(cmd, result):
+    """Print the result as usual, then exit non-zero: pipelines must see failed databases."""
+    if result.get('status') != 'failed':
+        return
+
+    def exit_failed(_cli, **_):
+        raise SystemExit(1)
+    from knack.events import EVENT_CLI_SUCCESSFUL_EXECUTE
+    cmd.cli_ctx.register_event(EVENT_CLI_SUCCESSFUL_EXECUTE, exit_failed)
+    failed = [d['name'] for d in result.get('databases', []) if d.get('status') == 'failed']
+    logger.error('The migration failed%s; see the errors logs in %s.',
+                 f" for {', '.join(failed)}" if failed else '', result.get('workDir'))
+
+
+def _plan_and_execute(cmd, build, dry_run):
+    try:
+        plan = build()
+    except migration.MigrationError as err:
+        raise ValidationError(str(err), recommendation=err.recommendation or None) from err
+    except workdir.WorkDirError as err:
+        raise FileOperationError(str(err), recommendation='Choose another --work-dir, or pass --reuse-work-dir '
+                                                          'to write into this one.') from err
+    except catalog.ConnectError as err:
+        raise AzureConnectionError(str(err)) from err
+    if dry_run:
+        return plan.as_dict()
+    result = migration.execute(plan, _progress(cmd))
+    _fail_after_output(cmd, result)
+    return result
+
+
+def _confirm_drop(if_exists, yes):
+    if if_exists == 'drop':
+        from azure.cli.core.util import user_confirmation
+        user_confirmation('--if-exists drop deletes target databases that have the same names as the source '
+                          'databases, with all their data. Continue?', yes=yes)
+
+
+def migrate(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
+            no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
+            ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
+            source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+            source_port=None, source_admin_user=None, source_ssl_mode='require',
+            target_server=None, target_retarget_group=None, target_server_type='auto', target_host=None,
+            target_port=None, target_admin_user=None, target_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    source = _with_password(resolve(cmd.cli_ctx, _side('source', kw, resource_group_name, ssl_root_cert)),
+                            source_admin_password, 'source')
+    target = _with_password(resolve(cmd.cli_ctx, _side('target', kw, resource_group_name, ssl_root_cert)),
+                            target_admin_password, 'target')
+    opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists)
+    if not dry_run:
+        _confirm_drop(if_exists, yes)
+    return _plan_and_execute(cmd, lambda: migration.plan_run(
+        source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir), dry_run)
+
+
+def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
+         no_owner=False, no_acl=False, work_dir=None, reuse_work_dir=False, pg_bin_dir=None, ssl_root_cert=None,
+         dry_run=False, source_admin_password=None,
+         source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+            source_port=None, source_admin_user=None, source_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    source = _with_password(resolve(cmd.cli_ctx, _side('source', kw, resource_group_name, ssl_root_cert)),
+                            source_admin_password, 'source')
+    opts = _options(method, jobs, no_roles, no_owner, no_acl, 'fail')
+    return _plan_and_execute(cmd, lambda: migration.plan_dump(
+        source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir), dry_run)
+
+
+def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target_database=None, databases=None,
+            jobs=None, no_roles=False, no_owner=False, no_acl=False, if_exists='fail', pg_bin_dir=None,
+            ssl_root_cert=None, dry_run=False, yes=False, target_admin_password=None,
+            target_server=None, target_retarget_group=None, target_server_type='auto', target_host=None,
+            target_port=None, target_admin_user=None, target_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    if not work_dir and not dump_file:
+        raise RequiredArgumentMissingError('Nothing to restore.', recommendation=(
+            'Pass --work-dir with the folder `az postgres dumprestore dump` wrote, or --dump-file with a file or '
+            'directory made by pg_dump (and --target-database).'))
+    target = _with_password(resolve(cmd.cli_ctx, _side('target', kw, resource_group_name, ssl_root_cert)),
+                            target_admin_password, 'target')
+    opts = _options('directory', jobs, no_roles, no_owner, no_acl, if_exists)
+    if not dry_run:
+        _confirm_drop(if_exists, yes)
+    return _plan_and_execute(cmd, lambda: migration.plan_restore(
+        target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
+        target_database, databases, pg_bin_dir), dry_run)

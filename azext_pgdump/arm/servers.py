@@ -1,4 +1,5 @@
 """Look servers and their databases up in ARM, for both server kinds."""
+import re
 from dataclasses import dataclass
 
 from azure.cli.core.azclierror import AzureResponseError, ResourceNotFoundError
@@ -28,6 +29,12 @@ class ArmServer:
     version: str
     public_network_access: str
 
+    @property
+    def major(self):
+        """9 for "9.6", 11 for "11"; None when ARM says nothing usable."""
+        match = re.match(r'\d+', self.version or '')
+        return int(match.group(0)) if match else None
+
 
 def _prop(model, name):
     """A property of a flattened (msrest) or nested (typespec) SDK model."""
@@ -45,13 +52,18 @@ def _error_code(err: HttpResponseError) -> str:
         return ''
 
 
+def _text(value) -> str:
+    """SDK enums (PostgresMajorVersion, ...) by their wire value."""
+    return str(getattr(value, 'value', value))
+
+
 def _to_server(kind: str, model, ref: ServerRef, client) -> ArmServer:
     network = _prop(model, 'network')
     public = getattr(network, 'public_network_access', None) if network else _prop(model, 'public_network_access')
     return ArmServer(kind=kind, id=model.id, name=model.name, resource_group=ref.resource_group,
                      subscription=client._config.subscription_id,  # pylint: disable=protected-access
                      fqdn=_prop(model, 'fully_qualified_domain_name'), admin_login=_prop(model, 'administrator_login'),
-                     version=str(_prop(model, 'version')), public_network_access=str(public or 'Enabled'))
+                     version=_text(_prop(model, 'version')), public_network_access=_text(public or 'Enabled'))
 
 
 def get_server(cli_ctx, ref: ServerRef) -> ArmServer:

@@ -25,6 +25,7 @@ class World:
     emulator: ArmEmulator
     flexible: EmulatedServer
     single: EmulatedServer
+    vm_pg: PgServer            # a PostgreSQL outside Azure (plain host), same major as the Single Server
     az: AzCli = None
 
 
@@ -34,6 +35,8 @@ def start_servers(stack: ExitStack, tmp: Path) -> World:
     stack.callback(flexible_pg.stop)
     single_pg = PgServer(name="single1", major=SINGLE_MAJOR, certs=certs).start()
     stack.callback(single_pg.stop)
+    vm_pg = PgServer(name="vm1", major=SINGLE_MAJOR, certs=certs).start()
+    stack.callback(vm_pg.stop)
     gateway = SingleServerGateway("single1", single_pg.host, single_pg.port, certs).start()
     stack.callback(gateway.stop)
     emulator = ArmEmulator(certs).start()
@@ -43,7 +46,7 @@ def start_servers(stack: ExitStack, tmp: Path) -> World:
         "flexible", RESOURCE_GROUP, "flex1", flexible_pg, flexible_pg.host, flexible_pg.port, f"flex1.{suffix}"))
     single = emulator.add_server(EmulatedServer(
         "single", RESOURCE_GROUP, "single1", single_pg, gateway.host, gateway.port, f"single1.{suffix}"))
-    return World(tmp, certs, flexible_pg, single_pg, gateway, emulator, flexible, single)
+    return World(tmp, certs, flexible_pg, single_pg, gateway, emulator, flexible, single, vm_pg)
 
 
 def start_world(stack: ExitStack, with_az: bool = True) -> World:

@@ -1,0 +1,1 @@
+"""Data plane: PostgreSQL work with the local utilities. Knows nothing of az or ARM."""

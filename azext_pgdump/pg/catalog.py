@@ -1,0 +1,63 @@
+"""What the servers hold: versions, databases, roles. Read with psycopg, as the migration's logins."""
+from dataclasses import dataclass
+
+import psycopg
+
+from azext_pgdump.pg.endpoint import Endpoint
+
+# Databases that exist on every Azure server and are never migrated.
+NEVER_MIGRATED = frozenset({'azure_maintenance', 'azure_sys', 'template0', 'template1'})
+
+
+class ConnectError(Exception):
+    """A server could not be reached or refused the login; the message is libpq's, without secrets."""
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    encoding: str
+    collate: str
+    ctype: str
+    locale_provider: str = 'c'   # 'c' (libc), 'i' (ICU) or 'b' (builtin)
+    icu_locale: str = ''
+
+
+def connect(endpoint: Endpoint, dbname: str = 'postgres') -> psycopg.Connection:
+    try:
+        return psycopg.connect(endpoint.conninfo(dbname), password=endpoint.password, autocommit=True)
+    except psycopg.OperationalError as err:
+        raise ConnectError(f'Cannot connect to {endpoint.name} as {endpoint.user}: {str(err).strip()}') from err
+
+
+def server_major(conn) -> int:
+    return int(conn.execute('SHOW server_version_num').fetchone()[0]) // 10000
+
+
+def databases(conn) -> list:
+    """Every database the login may connect to, with what `createdb` needs to re-create it."""
+    major = server_major(conn)
+    provider = 'datlocprovider' if major >= 15 else "'c'"
+    icu = ('coalesce(datlocale, \'\')' if major >= 17 else 'coalesce(daticulocale, \'\')') if major >= 15 else "''"
+    rows = conn.execute(
+        f'SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype, {provider}::text, {icu} '
+        'FROM pg_database WHERE datallowconn AND has_database_privilege(datname, \'CONNECT\') '
+        'ORDER BY datname').fetchall()
+    return [Database(*row) for row in rows]
+
+
+def user_databases(conn) -> list:
+    return [d for d in databases(conn) if d.name not in NEVER_MIGRATED]
+
+
+def database_names(conn) -> set:
+    return {r[0] for r in conn.execute('SELECT datname FROM pg_database').fetchall()}
+
+
+def role_names(conn) -> set:
+    return {r[0] for r in conn.execute('SELECT rolname FROM pg_roles').fetchall()}
+
+
+def can_read_pg_authid(conn) -> bool:
+    """Azure's admin cannot: pg_dumpall then needs --no-role-passwords."""
+    return bool(conn.execute("SELECT has_table_privilege('pg_authid', 'SELECT')").fetchone()[0])

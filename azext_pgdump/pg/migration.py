@@ -1,0 +1,267 @@
+"""Plan and execute a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints."""
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from azext_pgdump.pg import catalog, errorlog, plan as planner, roles, tools, workdir
+from azext_pgdump.pg.catalog import Database
+from azext_pgdump.pg.endpoint import Endpoint
+from azext_pgdump.pg.plan import Options, Step
+from azext_pgdump.pg.runner import Runner, size_of
+
+MANIFEST_FORMAT = 1
+
+
+class MigrationError(Exception):
+    def __init__(self, message: str, recommendation: str = ''):
+        super().__init__(message)
+        self.recommendation = recommendation
+
+
+@dataclass
+class Plan:
+    mode: str                          # 'run', 'dump' or 'restore'
+    steps: list
+    tools: tools.Toolset
+    workdir: Path
+    opts: Options
+    databases: list                    # catalog.Database
+    source: Optional[Endpoint] = None
+    target: Optional[Endpoint] = None
+    source_major: Optional[int] = None
+    target_major: Optional[int] = None
+    existing_roles: set = field(default_factory=set)
+    tools_major_needed: int = 0
+
+    def as_dict(self) -> dict:
+        """The plan for --dry-run and show-commands: argv and the names of secret variables, no secret."""
+        def side(ep, major):
+            return None if ep is None else {'server': ep.name, 'kind': ep.kind, 'user': ep.user, 'major': major}
+        return {'mode': self.mode, 'workDir': str(self.workdir), 'method': self.opts.method, 'jobs': self.opts.jobs,
+                'utilities': {'version': self.tools.version, 'bindir': str(self.tools.bindir)},
+                'source': side(self.source, self.source_major), 'target': side(self.target, self.target_major),
+                'databases': [d.name for d in self.databases],
+                'steps': [dict(s.as_dict(), secretEnv=['PGPASSWORD']) if s.argv else s.as_dict() for s in self.steps]}
+
+
+def _select(available: list, names: Optional[list]) -> list:
+    if not names:
+        return available
+    by_name = {d.name: d for d in available}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise MigrationError(f"The source has no database named {', '.join(repr(m) for m in missing)} that the "
+                             'login can connect to.',
+                             'List them with `az postgres dumprestore list-databases`.')
+    return [by_name[n] for n in names]
+
+
+def _choose_tools(needed: int, pg_bin_dir: Optional[str]) -> tools.Toolset:
+    try:
+        return tools.choose(tools.discover(pg_bin_dir), needed, pg_bin_dir)
+    except tools.ToolsError as err:
+        raise MigrationError(str(err), f'Install PostgreSQL {needed} client programs (for example '
+                                       f'`apt-get install postgresql-client-{needed}`) or point --pg-bin-dir '
+                                       'at a folder that holds them.') from err
+
+
+def _check_existing(dbs: list, existing: set, opts: Options) -> None:
+    clash = [d.name for d in dbs if d.name in existing and d.name not in planner.ALWAYS_PRESENT]
+    if clash and opts.if_exists == 'fail':
+        raise MigrationError(f"The target already has {', '.join(repr(c) for c in clash)}.",
+                             'Pass --if-exists reuse to restore into it, or --if-exists drop to drop and re-create '
+                             'it (this deletes its data).')
+
+
+def _source_facts(source: Endpoint, names):
+    with catalog.connect(source) as conn:
+        return catalog.server_major(conn), _select(catalog.user_databases(conn), names), \
+            not catalog.can_read_pg_authid(conn)
+
+
+def _target_facts(target: Endpoint):
+    with catalog.connect(target) as conn:
+        return catalog.server_major(conn), catalog.database_names(conn), catalog.role_names(conn)
+
+
+def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
+             reuse_work_dir=False, pg_bin_dir=None) -> Plan:
+    smajor, dbs, no_passwords = _source_facts(source, names)
+    tmajor, existing_dbs, existing_roles = _target_facts(target)
+    toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
+    _check_existing(dbs, existing_dbs, opts)
+    wd = workdir.prepare(work_dir or workdir.default_path(), reuse_work_dir)
+    steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
+    for db in dbs:
+        files = planner.files_for(wd, db.name, opts.method)
+        steps += planner.dump_steps(toolset, source, db, wd, opts)
+        steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
+        steps += planner.restore_steps(toolset, target, db.name, files.dump, files.errors_log, opts,
+                                       plain=opts.method == 'plain')
+    return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor, existing_roles)
+
+
+def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_work_dir=False,
+              pg_bin_dir=None) -> Plan:
+    smajor, dbs, no_passwords = _source_facts(source, names)
+    toolset = _choose_tools(smajor, pg_bin_dir)
+    wd = workdir.prepare(work_dir or workdir.default_path(), reuse_work_dir)
+    steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
+    for db in dbs:
+        steps += planner.dump_steps(toolset, source, db, wd, opts)
+    return Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor)
+
+
+def _input_format(path: Path) -> str:
+    if path.is_dir():
+        if not (path / 'toc.dat').exists():
+            raise MigrationError(f'{path} is a directory but not a pg_dump directory archive (no toc.dat).')
+        return 'directory'
+    with path.open('rb') as f:
+        return 'custom' if f.read(5) == b'PGDMP' else 'plain'
+
+
+def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = None, dump_file: Optional[Path] = None,
+                 target_database: Optional[str] = None, names=None, pg_bin_dir=None) -> Plan:
+    tmajor, existing_dbs, existing_roles = _target_facts(target)
+    if dump_file:
+        if not target_database:
+            raise MigrationError('--target-database is required with --dump-file.',
+                                 'Name the database to create on the target, for example --target-database appdb.')
+        fmt = _input_format(dump_file)
+        dbs, inputs, needed = [Database(target_database, 'UTF8', '', '')], {target_database: (dump_file, fmt)}, tmajor
+        wd = workdir.prepare(work_dir or dump_file.resolve().parent, True)
+        has_roles, method = False, 'plain' if fmt == 'plain' else 'directory'
+    else:
+        wd = Path(work_dir).resolve()
+        manifest = workdir.read_manifest(wd)
+        dbs = _select([Database(**d['database']) for d in manifest['databases']], names)
+        inputs = {d['database']['name']: (wd / d['dump'], d['format']) for d in manifest['databases']}
+        needed = max(tmajor, manifest['utilitiesMajor'])
+        has_roles, method = (wd / 'roles.raw.sql').exists(), manifest['method']
+    opts = replace(opts, method=method)
+    toolset = _choose_tools(needed, pg_bin_dir)
+    _check_existing(dbs, existing_dbs, opts)
+    steps = planner.roles_steps(toolset, target, target, wd, True)[1:] if opts.roles and has_roles else []
+    for db in dbs:
+        dump, fmt = inputs[db.name]
+        steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
+        steps += planner.restore_steps(toolset, target, db.name, dump, wd / f'{workdir.file_stem(db.name)}.errors.log',
+                                       opts, plain=fmt == 'plain')
+    return Plan('restore', steps, toolset, wd, opts, dbs, target=target, target_major=tmajor,
+                existing_roles=existing_roles)
+
+
+# ----- execution ------------------------------------------------------------------------------------
+
+def _manifest(plan: Plan, status: str) -> dict:
+    fmt = 'plain' if plan.opts.method == 'plain' else 'directory'
+    return {'format': MANIFEST_FORMAT, 'tool': 'azext_pgdump', 'status': status, 'mode': plan.mode,
+            'method': plan.opts.method, 'utilitiesMajor': plan.tools.major, 'updatedAt': time.time(),
+            'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
+            'databases': [{'database': asdict(d), 'format': fmt,
+                           'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name}
+                          for d in plan.databases]}
+
+
+def _clean_roles(step: Step, plan: Plan) -> dict:
+    raw = Path(step.output).read_text(encoding='utf-8')
+    login = plan.target.user.split('@')[0]
+    cleaned = roles.clean(raw, plan.existing_roles, login)
+    Path(step.stdout).write_text(cleaned.sql, encoding='utf-8')
+    Path(step.stdout).chmod(0o600)
+    return {'created': cleaned.created, 'skippedExisting': cleaned.skipped_existing,
+            'skippedService': cleaned.skipped_service, 'needPassword': cleaned.need_password,
+            'droppedStatements': cleaned.dropped, 'file': step.stdout}
+
+
+def _mask(text: str, secrets: list) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, '********')
+    return text
+
+
+class _Report:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.roles = {'status': 'skipped'} if not plan.opts.roles else {'status': 'pending'}
+        self.dbs = {d.name: {'name': d.name, 'status': 'pending', 'method': plan.opts.method, 'durations': {}}
+                    for d in plan.databases}
+
+    def failed(self) -> bool:
+        return self.roles['status'] == 'failed' or any(d['status'] == 'failed' for d in self.dbs.values())
+
+    def as_dict(self, started: float) -> dict:
+        return {'status': 'failed' if self.failed() else 'succeeded', 'mode': self.plan.mode,
+                'workDir': str(self.plan.workdir), 'method': self.plan.opts.method, 'jobs': self.plan.opts.jobs,
+                'utilities': {'version': self.plan.tools.version, 'bindir': str(self.plan.tools.bindir)},
+                'sourceMajor': self.plan.source_major, 'targetMajor': self.plan.target_major,
+                'roles': self.roles, 'databases': list(self.dbs.values()),
+                'durationSeconds': round(time.monotonic() - started, 2)}
+
+
+def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0) -> dict:
+    secrets = {side: ep.secret_env() for side, ep in (('source', plan.source), ('target', plan.target)) if ep}
+    secret_values = [ep.password for ep in (plan.source, plan.target) if ep and ep.password]
+    runner = Runner(secrets, progress, interval)
+    report, started = _Report(plan), time.monotonic()
+    if plan.mode != 'restore':  # a restore reads the manifest; it never rewrites what the dump wrote
+        workdir.write_manifest(plan.workdir, _manifest(plan, 'running'))
+    for step in plan.steps:
+        db = report.dbs.get(step.database) if step.database else None
+        if db is not None and db['status'] == 'failed':
+            continue
+        progress(f'{step.description}...')
+        if step.name == 'roles-clean':
+            report.roles.update(_clean_roles(step, plan))
+            continue
+        result = runner.run(step)
+        error = _mask(result.stderr_tail.strip(), secret_values)
+        if db is None:
+            _record_roles_step(report.roles, step, result, error)
+            continue
+        db['durations'][step.name] = round(result.seconds, 2)
+        if step.name == 'dump':
+            db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
+        if step.name == 'restore':
+            db.setdefault('dumpPath', step.input)
+            db.setdefault('dumpBytes', size_of(step.input))
+            _record_restore(db, step, result, error, plain=step.argv[0].endswith('psql'))
+        elif result.returncode != 0:
+            db.update(status='failed', failedStep=step.name, error=error)
+        if db['status'] != 'failed' and step.name == 'analyze':
+            db['status'] = 'succeeded'
+        if plan.mode == 'dump' and step.name == 'dump' and db['status'] != 'failed':
+            db['status'] = 'succeeded'
+    out = report.as_dict(started)
+    if plan.mode == 'restore':
+        (plan.workdir / 'restore-result.json').write_text(summary_json(out))
+    else:
+        workdir.write_manifest(plan.workdir, dict(_manifest(plan, out['status']), result=out))
+    return out
+
+
+def _record_roles_step(roles_report: dict, step: Step, result, error: str) -> None:
+    if step.name == 'roles-restore':
+        log = errorlog.read(Path(step.stderr))
+        roles_report.update(errors=log.as_dict(), errorsLog=step.stderr)
+        roles_report['status'] = 'failed' if log.real or result.returncode != 0 else 'succeeded'
+    elif result.returncode != 0:
+        roles_report.update(status='failed', failedStep=step.name, error=error)
+    elif step.name == 'roles-dump' and roles_report['status'] == 'pending':
+        roles_report.update(status='dumped', rawFile=step.output)
+
+
+def _record_restore(db: dict, step: Step, result, error: str, plain: bool) -> None:
+    log = errorlog.read(Path(step.stderr))
+    db.update(errors=log.as_dict(), errorsLog=step.stderr)
+    # pg_restore exits 1 when it ignored errors; what matters is whether any of them was real.
+    if log.real or (result.returncode != 0 and (plain or log.total == 0)):
+        db.update(status='failed', failedStep='restore', error=error if not log.real else log.real_samples[0])
+
+
+def summary_json(result: dict) -> str:
+    return json.dumps(result, indent=2)

@@ -1,0 +1,123 @@
+"""The plan is data: ordered steps, each an argv for a PostgreSQL utility (or one in-process step).
+
+`run` executes a plan, `--dry-run` prints it, and `show-commands` renders the same plan as shell
+text: one source of truth for what is run. Steps carry no secret: each names the side (source or
+target) whose password the runner puts in the child's environment."""
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from azext_pgdump.pg.catalog import Database
+from azext_pgdump.pg.endpoint import Endpoint
+from azext_pgdump.pg.tools import Toolset
+from azext_pgdump.pg.workdir import file_stem
+
+# Restores may turn off synchronous commit for their own sessions: a user setting, allowed on Azure,
+# and the single biggest win for many small transactions.
+RESTORE_ENV = {'PGOPTIONS': '-c synchronous_commit=off'}
+# Every server has it, and on Azure it belongs to the service: restored into, never dropped or created.
+ALWAYS_PRESENT = frozenset({'postgres'})
+
+
+@dataclass
+class Step:
+    name: str                      # roles-dump, roles-clean, roles-restore, drop, create, dump, restore, analyze
+    description: str
+    side: str                      # whose login the step uses: 'source' or 'target'
+    argv: list = field(default_factory=list)
+    database: Optional[str] = None
+    stdout: Optional[str] = None   # file that receives the child's stdout
+    stderr: Optional[str] = None   # errors log that receives its stderr
+    output: Optional[str] = None   # what the step writes, for progress (bytes so far)
+    input: Optional[str] = None    # the dump a restore reads
+    env: dict = field(default_factory=dict)   # non-secret environment for the child
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
+
+
+@dataclass
+class Options:
+    method: str = 'directory'      # 'plain' or 'directory'
+    jobs: int = 2
+    roles: bool = True
+    no_owner: bool = False
+    no_acl: bool = False
+    if_exists: str = 'fail'        # 'fail', 'drop' or 'reuse'
+
+
+@dataclass
+class DatabaseFiles:
+    dump: Path
+    errors_log: Path
+
+
+def files_for(workdir: Path, database: str, method: str) -> DatabaseFiles:
+    stem = file_stem(database)
+    return DatabaseFiles(dump=workdir / (f'{stem}.sql' if method == 'plain' else f'{stem}.dir'),
+                         errors_log=workdir / f'{stem}.errors.log')
+
+
+def _owner_acl_flags(opts: Options) -> list:
+    return (['--no-owner'] if opts.no_owner else []) + (['--no-acl'] if opts.no_acl else [])
+
+
+def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Path, no_passwords: bool) -> list:
+    raw, cleaned = workdir / 'roles.raw.sql', workdir / 'roles.sql'
+    dumpall = [tools.path('pg_dumpall'), '--roles-only', f'--file={raw}', f'--dbname={source.conninfo("postgres")}']
+    if no_passwords:
+        dumpall.insert(2, '--no-role-passwords')
+    return [
+        Step('roles-dump', 'Dump roles with pg_dumpall', 'source', dumpall, output=str(raw)),
+        Step('roles-clean', 'Remove Azure service roles, superuser-only attributes and existing roles',
+             'target', [], stdout=str(cleaned), output=str(raw)),
+        Step('roles-restore', 'Create the roles on the target', 'target',
+             [tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=0', f'--file={cleaned}',
+              f'--dbname={target.conninfo("postgres")}'], stderr=str(workdir / 'roles.errors.log')),
+    ]
+
+
+def dump_steps(tools: Toolset, source: Endpoint, db: Database, workdir: Path, opts: Options) -> list:
+    files = files_for(workdir, db.name, opts.method)
+    argv = [tools.path('pg_dump'), *_owner_acl_flags(opts)]
+    if opts.method == 'plain':
+        argv += ['--format=plain', f'--file={files.dump}']
+    else:
+        argv += ['--format=directory', f'--jobs={opts.jobs}', '--compress=0', f'--file={files.dump}']
+    argv.append(f'--dbname={source.conninfo(db.name)}')
+    return [Step('dump', f'Dump {db.name}', 'source', argv, database=db.name, output=str(files.dump),
+                 stderr=str(workdir / f'{file_stem(db.name)}.dump.log'))]
+
+
+def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, opts: Options) -> list:
+    maintenance = f'--maintenance-db={target.conninfo("postgres")}'
+    steps = []
+    if exists and (opts.if_exists == 'reuse' or db.name in ALWAYS_PRESENT):
+        return steps
+    if exists and opts.if_exists == 'drop':
+        steps.append(Step('drop', f'Drop the existing {db.name} on the target', 'target',
+                          [tools.path('dropdb'), maintenance, db.name], database=db.name))
+    argv = [tools.path('createdb'), maintenance, '--template=template0', f'--encoding={db.encoding}']
+    if db.locale_provider == 'i' and db.icu_locale:
+        argv += ['--locale-provider=icu', f'--icu-locale={db.icu_locale}']
+    argv += [f'--lc-collate={db.collate}'] if db.collate else []
+    argv += [f'--lc-ctype={db.ctype}'] if db.ctype else []
+    argv.append(db.name)
+    steps.append(Step('create', f'Create {db.name} on the target', 'target', argv, database=db.name))
+    return steps
+
+
+def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, errors_log: Path,
+                  opts: Options, plain: bool) -> list:
+    dbarg = f'--dbname={target.conninfo(database)}'
+    if plain:
+        argv = [tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=0', f'--file={dump}', dbarg]
+    else:
+        argv = [tools.path('pg_restore'), *_owner_acl_flags(opts), f'--jobs={opts.jobs}', dbarg, str(dump)]
+    return [
+        Step('restore', f'Restore {database}', 'target', argv, database=database, stderr=str(errors_log),
+             env=dict(RESTORE_ENV), input=str(dump)),
+        Step('analyze', f'Analyze {database} so the planner has statistics', 'target',
+             [tools.path('vacuumdb'), '--analyze-only', '--quiet', f'--jobs={opts.jobs}', dbarg],
+             database=database),
+    ]

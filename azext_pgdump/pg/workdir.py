@@ -1,0 +1,49 @@
+"""The work directory: dumps, cleaned roles, error logs and a manifest that says what they are."""
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+MANIFEST = 'migration.json'
+
+
+class WorkDirError(Exception):
+    pass
+
+
+def default_path() -> Path:
+    return Path.cwd() / time.strftime('pgdump-%Y%m%d-%H%M%S')
+
+
+def file_stem(database: str) -> str:
+    """A file name for a database name that may hold spaces, quotes, slashes or non-ASCII letters."""
+    if re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}', database):
+        return database
+    slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', database).strip('._')[:60] or 'db'
+    return f'{slug}-{hashlib.sha1(database.encode()).hexdigest()[:8]}'
+
+
+def prepare(path: Path, reuse: bool) -> Path:
+    """Create the directory, refusing one that holds another migration unless `reuse` says so."""
+    path = path.resolve()
+    if (path / MANIFEST).exists() and not reuse:
+        raise WorkDirError(f'{path} already holds a migration ({MANIFEST}).')
+    if path.exists() and not path.is_dir():
+        raise WorkDirError(f'{path} exists and is not a directory.')
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)  # dumps hold data; keep them to the user who made them
+    return path
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    tmp = path / (MANIFEST + '.tmp')
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tmp.replace(path / MANIFEST)
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError as err:
+        raise WorkDirError(f'{path} holds no {MANIFEST}: it was not written by `dump` or `run`.') from err

@@ -1,0 +1,176 @@
+"""`az postgres dumprestore run`, `dump` and `restore` between real servers, through the real az."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.infra.pgbin import bindir
+from tests.infra.world import RESOURCE_GROUP
+from tests.migration_helpers import SECOND_DB, assert_same, create_rich_source, result_of, write_pgpass
+
+RUN = ("postgres", "dumprestore", "run")
+
+
+@pytest.fixture(scope="module")
+def mig(world, tmp_path_factory):
+    """The rich source on the Single Server, and an az whose libpq finds every password in a .pgpass."""
+    create_rich_source(world.single.pg)
+    tmp = tmp_path_factory.mktemp("mig")
+    gw, flex, vm = world.gateway, world.flexible.pg, world.vm_pg
+    pgpass = write_pgpass(tmp / "pgpass", [
+        (gw.host, gw.port, f"{world.single.pg.admin}@single1", world.single.pg.admin_password),
+        (flex.host, flex.port, flex.admin, flex.admin_password),
+        (vm.host, vm.port, vm.admin, vm.admin_password)])
+    env = dict(world.az.env, PGPASSFILE=str(pgpass))
+    secrets = [world.single.pg.admin_password, flex.admin_password, vm.admin_password,
+               world.single.pg.superuser_password, flex.superuser_password, vm.superuser_password]
+
+    class Mig:
+        def __init__(self):
+            self.tmp, self.env = tmp, env
+
+        def source(self):
+            return ["--source-server", "single1", "--source-host", gw.host, "--source-port", str(gw.port)]
+
+        def target(self, kind):
+            if kind == "flexible":
+                return ["--target-server", "flex1", "--target-host", flex.host, "--target-port", str(flex.port)]
+            return ["--target-host", vm.host, "--target-port", str(vm.port), "--target-admin-user", vm.admin]
+
+        def az(self, *args, env=None, check=False):
+            proc = world.az.run(*args, "-g", RESOURCE_GROUP, env=env or self.env, check=check, timeout=600)
+            for secret in secrets:
+                assert secret not in proc.stdout and secret not in proc.stderr
+            return proc
+
+        def run(self, target_kind, *extra, pg_bin=18, env=None):
+            bins = ["--pg-bin-dir", str(bindir(pg_bin))] if pg_bin else []
+            return self.az(*RUN, *self.source(), *self.target(target_kind), *bins, *extra, "-o", "json", env=env)
+    return Mig()
+
+
+def target_pg(world, kind):
+    return world.flexible.pg if kind == "flexible" else world.vm_pg
+
+
+def check_succeeded(proc, databases):
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(proc)
+    assert result["status"] == "succeeded"
+    assert [d["name"] for d in result["databases"]] == databases
+    for db in result["databases"]:
+        assert db["status"] == "succeeded" and db["errors"]["real"] == 0, db
+        assert os.path.exists(db["errorsLog"]) and db["dumpBytes"] > 0
+    return result
+
+
+@pytest.mark.parametrize("method", ["plain", "directory"])
+def test_single_15_to_flexible_18_all_databases(world, mig, method):
+    proc = mig.run("flexible", "--method", method, "--work-dir", str(mig.tmp / f"all-{method}"),
+                   "--if-exists", "drop", "--yes")
+    result = check_succeeded(proc, ["appdb", SECOND_DB, "postgres"])
+    assert result["sourceMajor"] == 15 and result["targetMajor"] == 18 and result["utilities"]["version"] == "18.6"
+    roles = result["roles"]
+    assert roles["status"] == "succeeded" and roles["errors"]["real"] == 0
+    assert {"azure_pg_admin", "azure_superuser", "azuresu", "replication"} <= set(roles["skippedService"])
+    assert "app_reader" in roles["needPassword"] + roles["skippedExisting"]  # created by the first run
+    with open(roles["file"], encoding="utf-8") as f:
+        cleaned = f.read()
+    assert "NOSUPERUSER" not in cleaned and "azure_superuser" not in cleaned.replace("not azure_superuser", "")
+    for db in ("appdb", SECOND_DB):
+        assert_same(world.single.pg, world.flexible.pg, db)
+    assert "Dump appdb" in proc.stderr  # progress on stderr
+
+
+@pytest.mark.parametrize("method", ["plain", "directory"])
+def test_single_15_to_vm_15_one_database(world, mig, method):
+    proc = mig.run("vm", "--method", method, "--databases", "appdb", "--work-dir", str(mig.tmp / f"one-{method}"),
+                   "--if-exists", "drop", "--yes", pg_bin=15)
+    check_succeeded(proc, ["appdb"])
+    assert_same(world.single.pg, world.vm_pg, "appdb")
+
+
+def test_existing_target_database_fails_by_default(world, mig):
+    mig.run("vm", "--databases", "appdb", "--work-dir", str(mig.tmp / "exists-setup"), "--if-exists", "drop",
+            "--yes")
+    proc = mig.run("vm", "--databases", "appdb", "--work-dir", str(mig.tmp / "exists"))
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert "already has 'appdb'" in proc.stderr and "--if-exists reuse" in proc.stderr
+    assert not (mig.tmp / "exists").exists()
+
+
+def test_real_restore_errors_fail_the_database(world, mig):
+    """Restoring into a database that already holds the tables: every CREATE fails, for real."""
+    mig.run("vm", "--databases", "appdb", "--work-dir", str(mig.tmp / "errors-setup"), "--if-exists", "drop",
+            "--yes")
+    proc = mig.run("vm", "--databases", "appdb", "--work-dir", str(mig.tmp / "errors"), "--if-exists", "reuse",
+                   "--method", "plain", "--no-roles")
+    assert proc.returncode == 1
+    result = result_of(proc)
+    db = result["databases"][0]
+    assert result["status"] == "failed" and db["status"] == "failed" and db["failedStep"] == "restore"
+    assert db["errors"]["real"] > 0 and "already exists" in db["error"]
+    with open(db["errorsLog"], encoding="utf-8") as log:
+        assert "already exists" in log.read()
+    assert "The migration failed for appdb" in proc.stderr
+
+
+def test_too_old_utilities_stop_before_anything(world, mig, tmp_path):
+    fake = tmp_path / "oldbin"
+    fake.mkdir()
+    for program in ("pg_dump", "pg_dumpall", "pg_restore", "psql", "createdb", "dropdb", "vacuumdb"):
+        script = fake / program
+        script.write_text("#!/bin/sh\necho \"$(basename \"$0\") (PostgreSQL) 12.1\"\n")
+        script.chmod(0o755)
+    env = dict(mig.env, PATH=f"{fake}:{mig.env['PATH']}")
+    world.flexible.pg.execute("DROP DATABASE IF EXISTS appdb WITH (FORCE)")
+    proc = mig.run("flexible", "--databases", "appdb", "--work-dir", str(tmp_path / "wd"), pg_bin=None, env=env)
+    assert proc.returncode != 0
+    assert "must be version 18 or newer" in proc.stderr and "12.1" in proc.stderr
+    assert "--pg-bin-dir" in proc.stderr
+    assert not (tmp_path / "wd").exists()
+    assert world.flexible.pg.execute("SELECT count(*) FROM pg_database WHERE datname = 'appdb'")[0][0] == 0
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(world, mig):
+    world.flexible.pg.execute("DROP DATABASE IF EXISTS appdb WITH (FORCE)")
+    proc = mig.run("flexible", "--databases", "appdb", "--dry-run", "--work-dir", str(mig.tmp / "dry"))
+    assert proc.returncode == 0, proc.stderr
+    plan = result_of(proc)
+    assert [s["name"] for s in plan["steps"]] == ["roles-dump", "roles-clean", "roles-restore", "dump", "create",
+                                                  "restore", "analyze"]
+    dump = next(s for s in plan["steps"] if s["name"] == "dump")
+    assert dump["argv"][0].endswith("/pg_dump") and "--format=directory" in dump["argv"]
+    assert "user='pgadmin@single1'" in dump["argv"][-1] and dump["secretEnv"] == ["PGPASSWORD"]
+    assert world.flexible.pg.execute("SELECT count(*) FROM pg_database WHERE datname = 'appdb'")[0][0] == 0
+
+
+def test_dump_on_one_agent_restore_on_another(world, mig):
+    wd = mig.tmp / "split"
+    proc = mig.az("postgres", "dumprestore", "dump", *mig.source(), "--databases", "appdb", "--work-dir", str(wd),
+                  "--pg-bin-dir", str(bindir(15)), "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert result_of(proc)["databases"][0]["status"] == "succeeded"
+    copy = mig.tmp / "split-copied"  # another agent gets the folder as an artifact
+    shutil.copytree(wd, copy)
+    proc = mig.az("postgres", "dumprestore", "restore", *mig.target("vm"), "--work-dir", str(copy),
+                  "--if-exists", "drop", "--yes", "--pg-bin-dir", str(bindir(15)), "-o", "json")
+    check_succeeded(proc, ["appdb"])
+    assert_same(world.single.pg, world.vm_pg, "appdb")
+
+
+def test_restore_a_plain_file_made_by_pg_dump(world, mig):
+    dump = mig.tmp / "hand-made.sql"
+    pg = world.single.pg
+    subprocess.run([str(bindir(18) / "pg_dump"), f"--file={dump}", "--no-owner",
+                    f"--dbname=host={pg.host} port={pg.port} user=postgres dbname=appdb sslmode=require"],
+                   env=dict(os.environ, PGPASSWORD=pg.superuser_password), check=True, timeout=120)
+    world.flexible.pg.execute("DROP DATABASE IF EXISTS appdb WITH (FORCE)")
+    proc = mig.az("postgres", "dumprestore", "restore", *mig.target("flexible"), "--dump-file", str(dump),
+                  "--target-database", "appdb", "--pg-bin-dir", str(bindir(18)), "-o", "json")
+    result = result_of(proc)
+    assert proc.returncode == 0, proc.stderr
+    assert result["databases"][0]["status"] == "succeeded" and result["method"] == "plain"
+    from tests.migration_helpers import table_counts
+    assert table_counts(world.flexible.pg, "appdb") == table_counts(pg, "appdb")
