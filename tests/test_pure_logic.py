@@ -1,0 +1,67 @@
+"""Pure logic beside the real-server tests: error-log classification, tool choice, file names."""
+import pytest
+
+from azext_pgdump.pg import errorlog, tools, workdir
+from azext_pgdump.pg.endpoint import Endpoint
+
+
+def test_errors_log_separates_azure_noise_from_real_failures(tmp_path):
+    log = tmp_path / "db.errors.log"
+    log.write_text(
+        "pg_restore: error: could not execute query: ERROR:  must be owner of extension plpgsql\n"
+        "Command was: COMMENT ON EXTENSION plpgsql IS 'PL/pgSQL procedural language';\n"
+        'psql:/w/db.sql:12: ERROR:  relation "t" already exists\n'
+        'psql:/w/db.sql:40: ERROR:  role "ghost" does not exist\n'
+        "pg_restore: warning: errors ignored on restore: 3\n")
+    report = errorlog.read(log)
+    assert (report.total, report.harmless, report.real) == (3, 1, 2)
+    assert report.by_class == {"extension-owned-by-service": 1, "real": 2}
+    assert 'relation "t" already exists' in report.real_samples[0]
+
+
+def test_missing_errors_log_means_no_errors(tmp_path):
+    assert errorlog.read(tmp_path / "none.log").total == 0
+
+
+def fake_toolset(directory, version):
+    directory.mkdir()
+    for program in tools.PROGRAMS:
+        script = directory / program
+        script.write_text(f"#!/bin/sh\necho '{program} (PostgreSQL) {version} (Fake 1)'\n")
+        script.chmod(0o755)
+    return directory
+
+
+def test_newest_fitting_toolset_is_chosen(tmp_path):
+    found = [t for d in (fake_toolset(tmp_path / "a", "14.2"), fake_toolset(tmp_path / "b", "17.1"),
+                         fake_toolset(tmp_path / "c", "16.3")) for t in tools.discover(str(d))]
+    assert [t.major for t in found] == [14, 17, 16]
+    assert tools.choose(found, 16).version == "17.1"
+    with pytest.raises(tools.ToolsError, match="must be version 18 or newer.*14.2.*17.1"):
+        tools.choose(found, 18)
+
+
+def test_incomplete_toolset_is_ignored(tmp_path):
+    d = fake_toolset(tmp_path / "a", "17.1")
+    (d / "pg_restore").unlink()
+    assert tools.discover(str(d)) == []
+
+
+@pytest.mark.parametrize("name,expected", [("appdb", "appdb"), ("a-b.c_1", "a-b.c_1")])
+def test_plain_database_names_are_file_names(name, expected):
+    assert workdir.file_stem(name) == expected
+
+
+def test_awkward_database_names_get_safe_distinct_file_names():
+    names = ['crm "ü" db', "crm 'ü' db", "../etc", "a/b", ".hidden"]
+    stems = [workdir.file_stem(n) for n in names]
+    assert len(set(stems)) == len(stems)
+    assert all("/" not in s and not s.startswith(".") and s.isascii() for s in stems)
+
+
+def test_conninfo_never_holds_the_password_and_quotes_values():
+    ep = Endpoint(host="h", user="o'neil@srv", password="s3cret")
+    info = ep.conninfo("my db")
+    assert "s3cret" not in info and "s3cret" not in repr(ep)
+    assert "user='o\\'neil@srv'" in info and "dbname='my db'" in info
+    assert ep.secret_env() == {"PGPASSWORD": "s3cret"}
