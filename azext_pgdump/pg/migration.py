@@ -9,7 +9,7 @@ from azext_pgdump.pg import catalog, errorlog, plan as planner, roles, tools, wo
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
 from azext_pgdump.pg.plan import Options, Step
-from azext_pgdump.pg.runner import Runner, size_of
+from azext_pgdump.pg.runner import Runner, human, size_of
 
 MANIFEST_FORMAT = 1
 
@@ -219,6 +219,8 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0)
             report.roles.update(_clean_roles(step, plan))
             continue
         result = runner.run(step)
+        progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'
+                 + (f', {human(result.bytes_written)} written' if step.output else ''))
         error = _mask(result.stderr_tail.strip(), secret_values)
         if db is None:
             _record_roles_step(report.roles, step, result, error)
