@@ -21,3 +21,15 @@ def cf_single(cli_ctx, subscription_id=None):
 
 def client_for(cli_ctx, kind, subscription_id=None):
     return (cf_flexible if kind == 'flexible' else cf_single)(cli_ctx, subscription_id)
+
+
+def firewall_rule_model(kind):
+    """FirewallRule of the SDK client_for(kind) uses; every generation takes start/end_ip_address keywords."""
+    if kind == 'single':
+        from azure.mgmt.rdbms.postgresql.models import FirewallRule
+        return FirewallRule
+    try:
+        from azure.mgmt.postgresqlflexibleservers.models import FirewallRule
+    except ImportError:
+        from azure.mgmt.rdbms.postgresql_flexibleservers.models import FirewallRule
+    return FirewallRule

@@ -86,3 +86,19 @@ examples:
   - name: Restore into databases that exist already.
     text: az postgres dumprestore restore -g myresourcegroup --target-server myflexserver --work-dir ./dump --if-exists reuse
 """
+
+helps['postgres dumprestore cleanup'] = """
+type: command
+short-summary: Remove temporary firewall rules that a killed run left behind.
+long-summary: >
+  run, dump and restore open a firewall rule named azext-pgdump-<time>-<random> when a server refuses this
+  machine, and remove it when they end, also on error, Ctrl-C and SIGTERM. Only a killed process (kill -9)
+  or a lost machine can leave one behind. This command removes those rules, and only those.
+examples:
+  - name: Remove leftover rules from a Flexible Server.
+    text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver
+  - name: The same for a server given by its resource ID, showing what was removed as a table.
+    text: >
+      az postgres dumprestore cleanup -o table --ids
+      /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/myresourcegroup/providers/Microsoft.DBforPostgreSQL/flexibleServers/myflexserver
+"""

@@ -40,11 +40,12 @@ def load_arguments(self, _):
              'Microsoft.DBforPostgreSQL/flexibleServers/NAME. Replaces --resource-group and --server-name.')
     flag = get_three_state_flag()
 
-    with self.argument_context('postgres dumprestore list-databases') as c:
-        c.argument('resource_group_name', resource_group_name_type, id_part=None)
-        c.argument('server_name', server_name_type)
-        c.argument('server_type', server_type_type)
-        c.argument('ids', ids_type)
+    for verb in ('list-databases', 'cleanup'):
+        with self.argument_context(f'postgres dumprestore {verb}') as c:
+            c.argument('resource_group_name', resource_group_name_type, id_part=None)
+            c.argument('server_name', server_name_type)
+            c.argument('server_type', server_type_type)
+            c.argument('ids', ids_type)
 
     for verb in ('run', 'dump', 'restore'):
         with self.argument_context(f'postgres dumprestore {verb}') as c:
@@ -70,6 +71,16 @@ def load_arguments(self, _):
                             'fitting set on PATH or under /usr/lib/postgresql/*/bin.')
             c.argument('ssl_root_cert', options_list=['--ssl-root-cert'],
                        help='CA certificate file for --*-ssl-mode verify-ca/verify-full.')
+            c.argument('firewall_rule', options_list=['--firewall-rule'], arg_type=get_enum_type(['auto', 'none']),
+                       default='auto',
+                       help='auto: when a server refuses this machine\'s address, add a temporary firewall rule for '
+                            'exactly that address (asks first unless --yes) and remove it when the command ends; '
+                            'none: never change firewall rules.')
+            c.argument('client_ip', options_list=['--client-ip'],
+                       help='The public IPv4 address the servers see for this machine. Default: read from the '
+                            'server\'s refusal; no IP-echo service is called.')
+            c.argument('yes', options_list=['--yes', '-y'], arg_type=flag,
+                       help='Do not ask for confirmation (dropping databases, creating a firewall rule).')
             c.argument('dry_run', options_list=['--dry-run'], arg_type=flag,
                        help='Print the plan (steps and exact commands, secrets masked) without running it.')
             c.argument('work_dir', options_list=['--work-dir'],
@@ -80,8 +91,6 @@ def load_arguments(self, _):
                            arg_type=get_enum_type(['fail', 'drop', 'reuse']), default='fail',
                            help='When a target database exists: fail (default), drop and re-create it (asks '
                                 'first unless --yes), or reuse it.')
-                c.argument('yes', options_list=['--yes', '-y'], arg_type=flag,
-                           help='Do not ask for confirmation.')
             if verb != 'restore':
                 c.argument('method', options_list=['--method'], arg_type=get_enum_type(['directory', 'plain']),
                            default='directory',

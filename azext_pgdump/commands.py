@@ -25,3 +25,4 @@ def load_command_table(self, _):
         g.custom_command('run', 'migrate', table_transformer=_migration_table)
         g.custom_command('dump', 'dump', table_transformer=_migration_table)
         g.custom_command('restore', 'restore', table_transformer=_migration_table)
+        g.custom_command('cleanup', 'cleanup', validator=validate_server_reference)

@@ -1,6 +1,7 @@
 """One function per verb: wire the management plane (arm/) to the data plane (pg/), return plain data."""
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError, RequiredArgumentMissingError,
@@ -8,10 +9,13 @@ from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError,
 from knack.log import get_logger
 
 from azext_pgdump.arm import servers
-from azext_pgdump.arm.endpoints import SideArgs, resolve
+from azext_pgdump.arm import firewall
+from azext_pgdump.arm.endpoints import SideArgs
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg import catalog, migration, workdir
+from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
+from azext_pgdump.reach import Access, reach
 
 logger = get_logger(__name__)
 
@@ -38,30 +42,6 @@ def _side(side, kw, resource_group_name, ssl_root_cert) -> SideArgs:
                     server_type=kw.get(f'{side}_server_type') or 'auto', host=kw.get(f'{side}_host'),
                     port=kw.get(f'{side}_port'), user=kw.get(f'{side}_admin_user'),
                     ssl_mode=kw.get(f'{side}_ssl_mode') or 'require', ssl_root_cert=ssl_root_cert)
-
-
-def _with_password(endpoint, password, side):
-    """The option's password; else whatever libpq finds (PGPASSWORD, .pgpass); else a prompt on a TTY."""
-    if password:
-        return endpoint.with_password(password)
-    try:
-        catalog.connect(endpoint).close()
-        return endpoint
-    except catalog.ConnectError as err:
-        if 'no password supplied' not in str(err):
-            raise _connect_error(err, side) from err
-    if not sys.stdin.isatty():
-        raise RequiredArgumentMissingError(
-            f'No password for {endpoint.user} on {endpoint.name}, and no terminal to ask for one.',
-            recommendation=f'Pass --{side}-admin-password, or set PGPASSWORD or a .pgpass entry.')
-    from knack.prompting import prompt_pass
-    return endpoint.with_password(prompt_pass(f'Password for {endpoint.user} on {endpoint.name}: '))
-
-
-def _connect_error(err, side):
-    return AzureConnectionError(str(err), recommendation=(
-        f'Check --{side}-admin-user and --{side}-admin-password, that the server allows your address '
-        '(its firewall rules), and that TLS settings match (--{0}-ssl-mode).'.format(side)))
 
 
 def _options(method, jobs, no_roles, no_owner, no_acl, if_exists) -> Options:
@@ -119,50 +99,66 @@ def _confirm_drop(if_exists, yes):
 def migrate(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
-            source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+            firewall_rule='auto', client_ip=None, source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require',
             target_server=None, target_retarget_group=None, target_server_type='auto', target_host=None,
             target_port=None, target_admin_user=None, target_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    source = _with_password(resolve(cmd.cli_ctx, _side('source', kw, resource_group_name, ssl_root_cert)),
-                            source_admin_password, 'source')
-    target = _with_password(resolve(cmd.cli_ctx, _side('target', kw, resource_group_name, ssl_root_cert)),
-                            target_admin_password, 'target')
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists)
     if not dry_run:
         _confirm_drop(if_exists, yes)
-    return _plan_and_execute(cmd, lambda: migration.plan_run(
-        source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir), dry_run)
+    access = Access(firewall_rule, client_ip, bool(yes))
+    with sigterm_as_exit(), ExitStack() as stack:
+        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                       access)
+        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
+                       access)
+        return _plan_and_execute(cmd, lambda: migration.plan_run(
+            source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir),
+            dry_run)
 
 
 def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
          no_owner=False, no_acl=False, work_dir=None, reuse_work_dir=False, pg_bin_dir=None, ssl_root_cert=None,
-         dry_run=False, source_admin_password=None,
+         dry_run=False, source_admin_password=None, firewall_rule='auto', client_ip=None, yes=False,
          source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    source = _with_password(resolve(cmd.cli_ctx, _side('source', kw, resource_group_name, ssl_root_cert)),
-                            source_admin_password, 'source')
     opts = _options(method, jobs, no_roles, no_owner, no_acl, 'fail')
-    return _plan_and_execute(cmd, lambda: migration.plan_dump(
-        source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir), dry_run)
+    with sigterm_as_exit(), ExitStack() as stack:
+        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                       Access(firewall_rule, client_ip, bool(yes)))
+        return _plan_and_execute(cmd, lambda: migration.plan_dump(
+            source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir), dry_run)
 
 
 def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target_database=None, databases=None,
             jobs=None, no_roles=False, no_owner=False, no_acl=False, if_exists='fail', pg_bin_dir=None,
-            ssl_root_cert=None, dry_run=False, yes=False, target_admin_password=None,
-            target_server=None, target_retarget_group=None, target_server_type='auto', target_host=None,
+            ssl_root_cert=None, dry_run=False, yes=False, target_admin_password=None, firewall_rule='auto',
+            client_ip=None, target_server=None, target_retarget_group=None, target_server_type='auto', target_host=None,
             target_port=None, target_admin_user=None, target_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
     if not work_dir and not dump_file:
         raise RequiredArgumentMissingError('Nothing to restore.', recommendation=(
             'Pass --work-dir with the folder `az postgres dumprestore dump` wrote, or --dump-file with a file or '
             'directory made by pg_dump (and --target-database).'))
-    target = _with_password(resolve(cmd.cli_ctx, _side('target', kw, resource_group_name, ssl_root_cert)),
-                            target_admin_password, 'target')
     opts = _options('directory', jobs, no_roles, no_owner, no_acl, if_exists)
     if not dry_run:
         _confirm_drop(if_exists, yes)
-    return _plan_and_execute(cmd, lambda: migration.plan_restore(
-        target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
-        target_database, databases, pg_bin_dir), dry_run)
+    with sigterm_as_exit(), ExitStack() as stack:
+        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
+                       Access(firewall_rule, client_ip, bool(yes)))
+        return _plan_and_execute(cmd, lambda: migration.plan_restore(
+            target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
+            target_database, databases, pg_bin_dir), dry_run)
+
+
+def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None):
+    """Remove the temporary firewall rules a killed run left behind; rules this tool did not create stay."""
+    server = servers.get_server(cmd.cli_ctx, _server_ref(resource_group_name, server_name, server_type, ids))
+    removed = []
+    for rule in firewall.leftover_rules(cmd.cli_ctx, server):
+        firewall.delete_rule(cmd.cli_ctx, server, rule.name)
+        removed.append({'name': rule.name, 'startIpAddress': rule.start_ip_address,
+                        'endIpAddress': rule.end_ip_address, 'server': server.name})
+    return removed

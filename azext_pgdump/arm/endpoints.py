@@ -43,7 +43,8 @@ def _server_ref(args: SideArgs) -> ServerRef:
     return ServerRef(resource_group=args.resource_group, name=args.server, kind=args.server_type)
 
 
-def resolve(cli_ctx, args: SideArgs) -> Endpoint:
+def resolve(cli_ctx, args: SideArgs):
+    """(Endpoint, ArmServer or None): the server as ARM describes it, when it is in Azure."""
     if args.server:
         server = servers.get_server(cli_ctx, _server_ref(args))
         user = args.user or server.admin_login
@@ -52,14 +53,14 @@ def resolve(cli_ctx, args: SideArgs) -> Endpoint:
         return Endpoint(host=args.host or server.fqdn, port=args.port or 5432, user=user, kind=server.kind,
                         label=f'{server.name} ({servers.KIND_LABEL[server.kind]})',
                         major=server.major, sslmode=args.ssl_mode,
-                        sslrootcert=args.ssl_root_cert)
+                        sslrootcert=args.ssl_root_cert), server
     if args.host:
         if not args.user:
             raise RequiredArgumentMissingError(
                 f'A login is required for {args.side} host {args.host}.',
                 recommendation=f'Pass --{args.side}-admin-user NAME.')
         return Endpoint(host=args.host, port=args.port or 5432, user=args.user, sslmode=args.ssl_mode,
-                        sslrootcert=args.ssl_root_cert)
+                        sslrootcert=args.ssl_root_cert), None
     raise RequiredArgumentMissingError(
         f'The {args.side} server is missing.',
         recommendation=f'Pass --{args.side}-server NAME (with a resource group) or a resource ID, or '

@@ -8,6 +8,7 @@ databases list and its parameters are read from that server. Payload shapes foll
 REST examples in rest_examples/."""
 import base64
 import copy
+import ipaddress
 import json
 import re
 import ssl
@@ -57,6 +58,7 @@ class EmulatedServer:
     fqdn: str
     location: str = "eastus"
     public_network_access: str = "Enabled"
+    enforce_firewall: bool = False   # when True, only addresses covered by a rule may connect
     firewall_rules: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=lambda: dict(AZURE_ONLY_PARAMETERS))
 
@@ -79,7 +81,6 @@ class ArmEmulator:
         self.requests: list = []          # (method, path, query) of every request, for tests
         self.token_resources: list = []   # resources a token was asked for
         self.operations: dict = {}
-        self.on_firewall_change: Optional[Callable] = None
         self.lock = threading.Lock()
         self._httpd = None
 
@@ -167,8 +168,26 @@ class ArmEmulator:
                 s.firewall_rules.pop(name, None)
             else:
                 s.firewall_rules[name] = (start, end)
-        if self.on_firewall_change:
-            self.on_firewall_change(s)
+        self.apply_firewall(s)
+
+    def admitted_cidrs(self, s: EmulatedServer):
+        if not s.enforce_firewall:
+            return None
+        cidrs = []
+        for start, end in s.firewall_rules.values():
+            cidrs += [str(n) for n in ipaddress.summarize_address_range(ipaddress.IPv4Address(start),
+                                                                        ipaddress.IPv4Address(end))]
+        return cidrs
+
+    def admits(self, s: EmulatedServer, ip: str) -> bool:
+        cidrs = self.admitted_cidrs(s)
+        return cidrs is None or any(ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(c) for c in cidrs)
+
+    def apply_firewall(self, s: EmulatedServer) -> None:
+        """Flexible Server: the rules become pg_hba entries of the real server; Single Server: the
+        gateway asks admits() for every connection."""
+        if s.kind == "flexible":
+            s.pg.set_firewall(self.admitted_cidrs(s))
 
     def set_parameter(self, s, name, value):
         if name in AZURE_ONLY_PARAMETERS:

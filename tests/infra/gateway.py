@@ -43,6 +43,7 @@ class SingleServerGateway:
         self.server_ctx.load_cert_chain(certs.cert, certs.key)
         self.backend_ctx = ssl.create_default_context(cafile=str(certs.ca))
         self.refused = []  # user names the gateway refused, for tests
+        self.admits = lambda ip: True  # the firewall: set by the ARM emulator's world
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -89,8 +90,13 @@ class SingleServerGateway:
                 break
         params = parse_startup(payload)
         user, _, server = params.get("user", "").rpartition("@")
+        client_ip = writer.get_extra_info("peername")[0]
         if not tls:
             writer.write(error_response(MSG_NO_SSL))
+        elif not self.admits(client_ip):
+            writer.write(error_response(
+                f'no pg_hba.conf entry for host "{client_ip}", user "{params.get("user", "")}", '
+                f'database "{params.get("database", "")}", SSL on'))
         elif not user or server.lower() != self.server_name.lower():
             self.refused.append(params.get("user", ""))
             writer.write(error_response(MSG_BAD_USER))

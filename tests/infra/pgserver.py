@@ -8,6 +8,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,9 +94,24 @@ fsync = off
 full_page_writes = off
 synchronous_commit = off
 """)
-        # hostssl only: a client without TLS gets "no pg_hba.conf entry ... no encryption",
-        # as Azure refuses it; there is no unix socket and no trust method at all.
-        (self.datadir / "pg_hba.conf").write_text(f"hostssl all all {self.host}/32 scram-sha-256\n")
+        self._write_hba(None)
+
+    def _write_hba(self, admitted_cidrs) -> None:
+        # hostssl only: a client without TLS gets "no pg_hba.conf entry ... no encryption", as Azure
+        # refuses it; there is no unix socket and no trust method at all. With a firewall, only the
+        # harness superuser is always admitted; everyone else needs a rule covering their address.
+        if admitted_cidrs is None:
+            lines = [f"hostssl all all {self.host}/32 scram-sha-256"]
+        else:
+            lines = [f"hostssl all postgres {self.host}/32 scram-sha-256"]
+            lines += [f"hostssl all all {cidr} scram-sha-256" for cidr in admitted_cidrs]
+        (self.datadir / "pg_hba.conf").write_text("\n".join(lines) + "\n")
+
+    def set_firewall(self, admitted_cidrs) -> None:
+        """None: admit every address; a list: admit only those (Azure's firewall, as pg_hba rules)."""
+        self._write_hba(admitted_cidrs)
+        self.execute("SELECT pg_reload_conf()")
+        time.sleep(0.3)  # the postmaster reloads on SIGHUP, just after the call returns
 
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():

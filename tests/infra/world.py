@@ -46,6 +46,7 @@ def start_servers(stack: ExitStack, tmp: Path) -> World:
         "flexible", RESOURCE_GROUP, "flex1", flexible_pg, flexible_pg.host, flexible_pg.port, f"flex1.{suffix}"))
     single = emulator.add_server(EmulatedServer(
         "single", RESOURCE_GROUP, "single1", single_pg, gateway.host, gateway.port, f"single1.{suffix}"))
+    gateway.admits = lambda ip: emulator.admits(single, ip)
     return World(tmp, certs, flexible_pg, single_pg, gateway, emulator, flexible, single, vm_pg)
 
 

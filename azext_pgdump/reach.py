@@ -1,0 +1,77 @@
+"""Reach a server: resolve it through ARM, connect, and open a temporary firewall rule when the
+server's refusal says that is what stands in the way. Wiring between arm/ and pg/, like custom.py."""
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMissingError
+
+from azext_pgdump.arm import firewall
+from azext_pgdump.arm.endpoints import SideArgs, resolve
+from azext_pgdump.pg import catalog
+
+
+@dataclass(frozen=True)
+class Access:
+    firewall_rule: str = 'auto'      # 'auto' or 'none'
+    client_ip: Optional[str] = None
+    yes: bool = False
+
+
+def _connect_error(err, side):
+    return AzureConnectionError(str(err), recommendation=(
+        f'Check --{side}-admin-user and --{side}-admin-password, that the server allows your address (its '
+        f'firewall rules, or --firewall-rule auto), and the TLS settings (--{side}-ssl-mode).'))
+
+
+def _probe(endpoint, side, attempts=1):
+    """Connect once to prove the endpoint works; libpq may find the password in PGPASSWORD or .pgpass,
+    else ask for it on a terminal. Returns the endpoint with the password it needed."""
+    for attempt in range(attempts):
+        try:
+            catalog.connect(endpoint).close()
+            return endpoint
+        except catalog.ConnectError as err:
+            if 'no password supplied' in str(err):
+                return _probe(endpoint.with_password(_ask_password(endpoint, side)), side)
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(1 + attempt)  # a new firewall rule can take a moment to apply
+    return endpoint
+
+
+def _ask_password(endpoint, side):
+    if not sys.stdin.isatty():
+        raise RequiredArgumentMissingError(
+            f'No password for {endpoint.user} on {endpoint.name}, and no terminal to ask for one.',
+            recommendation=f'Pass --{side}-admin-password, or set PGPASSWORD or a .pgpass entry.')
+    from knack.prompting import prompt_pass
+    return prompt_pass(f'Password for {endpoint.user} on {endpoint.name}: ')
+
+
+def reach(cmd, stack, args: SideArgs, password: Optional[str], access: Access):
+    """An Endpoint that accepted a connection; a temporary firewall rule, if one was needed, lives
+    as long as `stack`."""
+    endpoint, server = resolve(cmd.cli_ctx, args)
+    if password:
+        endpoint = endpoint.with_password(password)
+    try:
+        return _probe(endpoint, args.side)
+    except catalog.ConnectError as err:
+        ip = access.client_ip or firewall.client_ip_from_refusal(str(err))
+        if server is None or ip is None or access.firewall_rule == 'none':
+            raise _connect_error(err, args.side) from err
+        if server.public_network_access.lower() != 'enabled':
+            raise AzureConnectionError(
+                f'{server.name} refused {ip}, and it has public network access disabled: firewall rules do not '
+                'apply to it.', recommendation='Run the command from a machine in the server\'s virtual network '
+                                               '(or peered to it), or through its private endpoint.') from err
+        from azure.cli.core.util import user_confirmation
+        user_confirmation(f'{server.name} does not admit {ip}. Create a temporary firewall rule for exactly that '
+                          'address (removed when the command ends)?', yes=access.yes)
+        stack.enter_context(firewall.temporary_rule(cmd.cli_ctx, server, ip))
+        try:
+            return _probe(endpoint, args.side, attempts=4)
+        except catalog.ConnectError as again:
+            raise _connect_error(again, args.side) from again
