@@ -124,7 +124,7 @@ synchronous_commit = off
                     sslmode="verify-full", sslrootcert=str(self.certs.ca), connect_timeout=10)
 
     def connect(self, dbname: str = "postgres", superuser: bool = True, **kw) -> psycopg.Connection:
-        return psycopg.connect(**{**self.conninfo(dbname, superuser), **kw}, autocommit=True)
+        return psycopg.connect(**{**self.conninfo(dbname, superuser), "autocommit": True, **kw})
 
     def execute(self, sql, params=None, dbname: str = "postgres") -> list:
         with self.connect(dbname) as conn:
