@@ -20,6 +20,10 @@ def _side_arguments(c, side, get_enum_type):
                     '(with @servername added for a Single Server).')
     c.argument(f'{side}_admin_password', options_list=[f'--{side}-admin-password'],
                help=f'Password of the {side} login. Default: PGPASSWORD or .pgpass, else a prompt on a terminal.')
+    c.argument(f'{side}_auth_type', options_list=[f'--{side}-auth-type'],
+               arg_type=get_enum_type(['password', 'entra']), default='password',
+               help='entra: sign in with a Microsoft Entra ID access token of the current `az login` (the login '
+                    f'defaults to the signed-in account; pass --{side}-admin-user for a group or identity).')
     c.argument(f'{side}_ssl_mode', options_list=[f'--{side}-ssl-mode'],
                arg_type=get_enum_type(['require', 'verify-ca', 'verify-full', 'prefer', 'disable']),
                default='require', help=f'libpq sslmode for the {side} server (the {other} has its own).')

@@ -41,7 +41,8 @@ def _side(side, kw, resource_group_name, ssl_root_cert) -> SideArgs:
                     resource_group=kw.get(f'{side}_resource_group') or resource_group_name,
                     server_type=kw.get(f'{side}_server_type') or 'auto', host=kw.get(f'{side}_host'),
                     port=kw.get(f'{side}_port'), user=kw.get(f'{side}_admin_user'),
-                    ssl_mode=kw.get(f'{side}_ssl_mode') or 'require', ssl_root_cert=ssl_root_cert)
+                    ssl_mode=kw.get(f'{side}_ssl_mode') or 'require', ssl_root_cert=ssl_root_cert,
+                    auth_type=kw.get(f'{side}_auth_type') or 'password')
 
 
 def _options(method, jobs, no_roles, no_owner, no_acl, if_exists) -> Options:
@@ -99,10 +100,12 @@ def _confirm_drop(if_exists, yes):
 def migrate(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
-            firewall_rule='auto', client_ip=None, source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
-            source_port=None, source_admin_user=None, source_ssl_mode='require',
-            target_server=None, target_retarget_group=None, target_server_type='auto', target_host=None,
-            target_port=None, target_admin_user=None, target_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+            firewall_rule='auto', client_ip=None,
+            source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+            source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
+            target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
+            target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists)
     if not dry_run:
@@ -122,7 +125,8 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
          no_owner=False, no_acl=False, work_dir=None, reuse_work_dir=False, pg_bin_dir=None, ssl_root_cert=None,
          dry_run=False, source_admin_password=None, firewall_rule='auto', client_ip=None, yes=False,
          source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
-            source_port=None, source_admin_user=None, source_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+         source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password'):
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
     opts = _options(method, jobs, no_roles, no_owner, no_acl, 'fail')
     with sigterm_as_exit(), ExitStack() as stack:
@@ -135,8 +139,10 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
 def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target_database=None, databases=None,
             jobs=None, no_roles=False, no_owner=False, no_acl=False, if_exists='fail', pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, target_admin_password=None, firewall_rule='auto',
-            client_ip=None, target_server=None, target_retarget_group=None, target_server_type='auto', target_host=None,
-            target_port=None, target_admin_user=None, target_ssl_mode='require'):  # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+            client_ip=None, target_server=None, target_resource_group=None, target_server_type='auto',
+            target_host=None, target_port=None, target_admin_user=None, target_ssl_mode='require',
+            target_auth_type='password'):
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
     if not work_dir and not dump_file:
         raise RequiredArgumentMissingError('Nothing to restore.', recommendation=(

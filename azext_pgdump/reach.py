@@ -7,7 +7,7 @@ from typing import Optional
 
 from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMissingError
 
-from azext_pgdump.arm import firewall
+from azext_pgdump.arm import entra, firewall
 from azext_pgdump.arm.endpoints import SideArgs, resolve
 from azext_pgdump.pg import catalog
 
@@ -54,7 +54,9 @@ def reach(cmd, stack, args: SideArgs, password: Optional[str], access: Access):
     """An Endpoint that accepted a connection; a temporary firewall rule, if one was needed, lives
     as long as `stack`."""
     endpoint, server = resolve(cmd.cli_ctx, args)
-    if password:
+    if args.auth_type == 'entra':
+        endpoint = endpoint.with_password(entra.access_token(cmd.cli_ctx))
+    elif password:
         endpoint = endpoint.with_password(password)
     try:
         return _probe(endpoint, args.side)

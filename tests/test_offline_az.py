@@ -18,8 +18,8 @@ def test_no_request_left_the_machine(az, world):
     az.run("postgres", "dumprestore", "list-databases", "--ids", world.flexible.id)
     assert az.trap.hits == []
     # The SDKs really called the emulator, with the api-versions az 2.91 sends.
-    versions = {(path.split("/")[7], query.get("api-version")) for _, path, query in world.emulator.requests
-                if "/providers/Microsoft.DBforPostgreSQL/" in path}
+    versions = {(path.split("/Microsoft.DBforPostgreSQL/")[1].split("/")[0], query.get("api-version"))
+                for _, path, query in world.emulator.requests if "/providers/Microsoft.DBforPostgreSQL/" in path}
     assert ("flexibleServers", "2026-04-01-preview") in versions
     assert ("servers", "2017-12-01") in versions
 

@@ -1,10 +1,10 @@
 """Turn what the user typed for one side (source or target) into a data-plane Endpoint."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from azure.cli.core.azclierror import InvalidArgumentValueError, RequiredArgumentMissingError
 
-from azext_pgdump.arm import servers
+from azext_pgdump.arm import entra, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg.endpoint import Endpoint
 
@@ -20,6 +20,7 @@ class SideArgs:
     user: Optional[str] = None
     ssl_mode: str = 'require'
     ssl_root_cert: Optional[str] = None
+    auth_type: str = 'password'        # 'password' or 'entra'
 
 
 def single_server_login(user: str, server_name: str) -> str:
@@ -27,7 +28,12 @@ def single_server_login(user: str, server_name: str) -> str:
     return user if '@' in user else f'{user}@{server_name}'
 
 
-def _server_ref(args: SideArgs) -> ServerRef:
+def _server_ref(cli_ctx, args: SideArgs) -> ServerRef:
+    fqdn_name = servers.server_name_from_fqdn(cli_ctx, args.server)
+    if fqdn_name and not args.resource_group:
+        return servers.find_by_name(cli_ctx, fqdn_name, args.server_type)
+    if fqdn_name:
+        return ServerRef(resource_group=args.resource_group, name=fqdn_name, kind=args.server_type)
     if args.server.startswith('/'):
         try:
             return parse_server_id(args.server)
@@ -45,9 +51,11 @@ def _server_ref(args: SideArgs) -> ServerRef:
 
 def resolve(cli_ctx, args: SideArgs):
     """(Endpoint, ArmServer or None): the server as ARM describes it, when it is in Azure."""
+    if not args.server and args.host and servers.server_name_from_fqdn(cli_ctx, args.host):
+        args = replace(args, server=args.host)  # an Azure host name: ARM still knows the server behind it
     if args.server:
-        server = servers.get_server(cli_ctx, _server_ref(args))
-        user = args.user or server.admin_login
+        server = servers.get_server(cli_ctx, _server_ref(cli_ctx, args))
+        user = args.user or (entra.current_user(cli_ctx) if args.auth_type == 'entra' else server.admin_login)
         if server.kind == 'single':
             user = single_server_login(user, server.name)
         return Endpoint(host=args.host or server.fqdn, port=args.port or 5432, user=user, kind=server.kind,
@@ -55,6 +63,8 @@ def resolve(cli_ctx, args: SideArgs):
                         major=server.major, sslmode=args.ssl_mode,
                         sslrootcert=args.ssl_root_cert), server
     if args.host:
+        if not args.user and args.auth_type == 'entra':
+            args = replace(args, user=entra.current_user(cli_ctx))
         if not args.user:
             raise RequiredArgumentMissingError(
                 f'A login is required for {args.side} host {args.host}.',

@@ -100,3 +100,28 @@ def list_databases(cli_ctx, server: ArmServer) -> list:
         result.append({'name': db.name, 'charset': _prop(db, 'charset'), 'collation': _prop(db, 'collation'),
                        'migratable': db.name not in SERVICE_DATABASES, 'id': db.id})
     return result
+
+
+def server_name_from_fqdn(cli_ctx, host: str):
+    """'mydemo' for 'mydemo.postgres.database.azure.com' (the suffix of the active cloud, also with a
+    '.private.' label for private access); None for a host that is not an Azure server's."""
+    suffix = (cli_ctx.cloud.suffixes.postgresql_server_endpoint or '').lower()
+    host = host.lower().rstrip('.')
+    if not suffix or not host.endswith(suffix):
+        return None
+    return host[:-len(suffix)].split('.')[0] or None
+
+
+def find_by_name(cli_ctx, name: str, kind: str = 'auto', subscription=None) -> ServerRef:
+    """The resource group of a server known only by name (from its FQDN), searched in the subscription."""
+    for k in (['flexible', 'single'] if kind == 'auto' else [kind]):
+        ops = client_for(cli_ctx, k, subscription).servers
+        listing = getattr(ops, 'list_by_subscription', None) or ops.list
+        for model in listing():
+            if model.name.lower() == name.lower():
+                group = model.id.split('/')[4]
+                return ServerRef(resource_group=group, name=model.name, kind=k, subscription=subscription)
+    raise ResourceNotFoundError(
+        f"No server named '{name}' was found in the subscription.",
+        recommendation='Check the host name, choose the subscription that holds the server with --subscription, '
+                       'or pass the server name with its resource group.')

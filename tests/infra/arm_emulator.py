@@ -81,6 +81,7 @@ class ArmEmulator:
         self.requests: list = []          # (method, path, query) of every request, for tests
         self.token_resources: list = []   # resources a token was asked for
         self.operations: dict = {}
+        self.entra_logins: list = []      # (PgServer, role) that accept the latest PostgreSQL token
         self.lock = threading.Lock()
         self._httpd = None
 
@@ -170,6 +171,11 @@ class ArmEmulator:
                 s.firewall_rules[name] = (start, end)
         self.apply_firewall(s)
 
+    def accept_entra_token(self, token: str) -> None:
+        """Entra sign-in on a test server: the Entra login's password becomes the token just issued."""
+        for pg, role in self.entra_logins:
+            pg.execute(f"ALTER ROLE {role} PASSWORD '{token}'")
+
     def admitted_cidrs(self, s: EmulatedServer):
         if not s.enforce_firewall:
             return None
@@ -206,6 +212,10 @@ RESOURCE_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.DBforPostgreSQL/"
     r"(?P<type>flexibleServers|servers)/(?P<name>[^/]+)(?:/(?P<child>databases|firewallRules|configurations)"
     r"(?:/(?P<child_name>[^/]+))?)?$", re.IGNORECASE)
+
+
+LIST_RE = re.compile(r"^/subscriptions/[^/]+/providers/Microsoft\.DBforPostgreSQL/(?P<type>flexibleServers|servers)$",
+                     re.IGNORECASE)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -267,6 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"value": [{"id": f"/tenants/{TENANT}", "tenantId": TENANT}]})
         if url.path.rstrip("/").lower() == f"/subscriptions/{SUBSCRIPTION}":
             return self._send(200, self._subscription())
+        listing = LIST_RE.match(url.path)
+        if listing and method == "GET":
+            kind = "flexible" if listing["type"].lower() == "flexibleservers" else "single"
+            return self._send(200, {"value": [em.server_body(s) for s in em.servers.values() if s.kind == kind]})
         match = RESOURCE_RE.match(url.path)
         if not match:
             return self._error(404, "NotFound", f"The emulator does not serve {method} {url.path}.")
@@ -283,7 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(401, "Unauthorized", "X-IDENTITY-HEADER missing")
         resource = query.get("resource", "")
         self.emulator.token_resources.append(resource)
-        self._send(200, {"access_token": fake_jwt(resource), "expires_on": str(int(time.time()) + 3600),
+        token = fake_jwt(resource)
+        if resource.rstrip("/") == OSSRDBMS:
+            self.emulator.accept_entra_token(token)
+        self._send(200, {"access_token": token, "expires_on": str(int(time.time()) + 3600),
                          "resource": resource, "token_type": "Bearer", "client_id": "azext-pgdump-tests"})
 
     def _operation(self, op_id: str):
