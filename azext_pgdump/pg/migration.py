@@ -96,10 +96,13 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
     for db in dbs:
         files = planner.files_for(wd, db.name, opts.method)
+        if opts.method == 'plain':
+            steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
+            steps += planner.streamed_steps(toolset, source, target, db, wd, opts)
+            continue
         steps += planner.dump_steps(toolset, source, db, wd, opts)
         steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
-        steps += planner.restore_steps(toolset, target, db.name, files.dump, files.errors_log, opts,
-                                       plain=opts.method == 'plain')
+        steps += planner.restore_steps(toolset, target, db.name, files.dump, files.errors_log, opts, plain=False)
     return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor, existing_roles)
 
 
@@ -226,9 +229,13 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0)
             _record_roles_step(report.roles, step, result, error)
             continue
         db['durations'][step.name] = round(result.seconds, 2)
-        if step.name == 'dump':
+        if step.name in ('dump', 'transfer'):
             db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
-        if step.name == 'restore':
+        if step.name == 'transfer':
+            _record_restore(db, step.pipe, result.pipe, error, plain=True)
+            if result.returncode != 0 and db['status'] != 'failed':
+                db.update(status='failed', failedStep='dump', error=error)
+        elif step.name == 'restore':
             db.setdefault('dumpPath', step.input)
             db.setdefault('dumpBytes', size_of(step.input))
             _record_restore(db, step, result, error, plain=step.argv[0].endswith('psql'))

@@ -30,10 +30,14 @@ class Step:
     stderr: Optional[str] = None   # errors log that receives its stderr
     output: Optional[str] = None   # what the step writes, for progress (bytes so far)
     input: Optional[str] = None    # the dump a restore reads
+    pipe: Optional['Step'] = None  # a step that reads this one's stdout as it is written (stdout is teed)
     env: dict = field(default_factory=dict)   # non-secret environment for the child
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
+        out = {k: v for k, v in asdict(self).items() if v not in (None, {}, []) and k != 'pipe'}
+        if self.pipe:
+            out['pipe'] = self.pipe.as_dict()
+        return out
 
 
 @dataclass
@@ -121,3 +125,18 @@ def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, e
              [tools.path('vacuumdb'), '--analyze-only', '--quiet', f'--jobs={opts.jobs}', dbarg],
              database=database),
     ]
+
+
+def streamed_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Database, workdir: Path,
+                   opts: Options) -> list:
+    """Plain method inside `run`: psql restores the dump while pg_dump writes it (the file is kept too),
+    so the move takes about as long as the slower of the two instead of their sum."""
+    files = files_for(workdir, db.name, 'plain')
+    dump = [tools.path('pg_dump'), *_owner_acl_flags(opts), '--format=plain', f'--dbname={source.conninfo(db.name)}']
+    restore = Step('restore', f'Restore {db.name}', 'target',
+                   [tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=0', f'--dbname={target.conninfo(db.name)}'],
+                   database=db.name, stderr=str(files.errors_log), env=dict(RESTORE_ENV), input=str(files.dump))
+    transfer = Step('transfer', f'Dump {db.name} and restore it as it streams', 'source', dump, database=db.name,
+                    stdout=str(files.dump), output=str(files.dump),
+                    stderr=str(workdir / f'{file_stem(db.name)}.dump.log'), pipe=restore)
+    return [transfer, restore_steps(tools, target, db.name, files.dump, files.errors_log, opts, plain=True)[1]]

@@ -5,7 +5,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from azext_pgdump.pg.plan import Step
 
@@ -16,6 +16,7 @@ class StepResult:
     seconds: float
     bytes_written: int
     stderr_tail: str = ''
+    pipe: Optional['StepResult'] = None   # the consumer's result, for a piped step
 
 
 def size_of(path) -> int:
@@ -43,8 +44,13 @@ class Runner:
         self.progress = progress
         self.interval = interval
 
+    def _env(self, step: Step) -> dict:
+        return {**os.environ, **step.env, **self.secret_env.get(step.side, {})}
+
     def run(self, step: Step) -> StepResult:
-        env = {**os.environ, **step.env, **self.secret_env.get(step.side, {})}
+        if step.pipe:
+            return self._run_pipe(step)
+        env = self._env(step)
         started = time.monotonic()
         stdout = open(step.stdout, 'wb') if step.stdout else subprocess.DEVNULL  # pylint: disable=consider-using-with
         stderr = open(step.stderr, 'wb') if step.stderr else subprocess.PIPE  # pylint: disable=consider-using-with
@@ -54,12 +60,7 @@ class Runner:
                 try:
                     captured = self._wait(proc, step, started)
                 except BaseException:
-                    # Ctrl-C, SIGTERM or a bug: never leave a pg_dump running behind us.
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                    _stop(proc)  # Ctrl-C, SIGTERM or a bug: never leave a pg_dump running behind us
                     raise
         finally:
             for f in (stdout, stderr):
@@ -67,6 +68,46 @@ class Runner:
                     f.close()
         tail = captured if not step.stderr else _tail(Path(step.stderr))
         return StepResult(proc.returncode, time.monotonic() - started, size_of(step.output), tail)
+
+    def _run_pipe(self, step: Step) -> StepResult:
+        """producer | tee file | consumer, copied here so that the file and the consumer get every byte."""
+        consumer_step, started = step.pipe, time.monotonic()
+        with open(step.stdout, 'wb') as tee, open(step.stderr, 'wb') as p_err, \
+                open(consumer_step.stderr, 'wb') as c_err:
+            producer = subprocess.Popen(step.argv, env=self._env(step), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=p_err)
+            consumer = subprocess.Popen(consumer_step.argv, env=self._env(consumer_step), stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=c_err)
+            try:
+                self._copy(producer.stdout, tee, consumer.stdin, step, started)
+                producer.wait()
+                consumer.wait()
+            except BaseException:
+                for proc in (producer, consumer):
+                    _stop(proc)
+                raise
+        seconds = time.monotonic() - started
+        return StepResult(producer.returncode, seconds, size_of(step.stdout), _tail(Path(step.stderr)),
+                          pipe=StepResult(consumer.returncode, seconds, 0, _tail(Path(consumer_step.stderr))))
+
+    def _copy(self, source, tee, sink, step: Step, started: float) -> None:
+        written, last_report = 0, time.monotonic()
+        while chunk := source.read1(1 << 20):
+            tee.write(chunk)
+            if sink is not None:
+                try:
+                    sink.write(chunk)
+                except BrokenPipeError:  # the consumer died; keep the file complete, report its exit code
+                    sink = None
+            written += len(chunk)
+            if time.monotonic() - last_report >= self.interval:
+                last_report = time.monotonic()
+                self.progress(f'  {step.description}: {last_report - started:.0f}s, {human(written)} streamed')
+        if sink is not None:
+            try:
+                sink.close()
+            except BrokenPipeError:
+                pass
 
     def _wait(self, proc, step: Step, started: float) -> str:
         if proc.stderr is not None:
@@ -79,6 +120,15 @@ class Runner:
             except subprocess.TimeoutExpired:
                 self.progress(f'  {step.description}: {time.monotonic() - started:.0f}s'
                               + (f', {human(size_of(step.output))} written' if step.output else ''))
+
+
+def _stop(proc) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _tail(path: Path, limit: int = 2000) -> str:
