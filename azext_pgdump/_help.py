@@ -102,3 +102,43 @@ examples:
       az postgres dumprestore cleanup -o table --ids
       /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/myresourcegroup/providers/Microsoft.DBforPostgreSQL/flexibleServers/myflexserver
 """
+
+helps['postgres dumprestore show-commands'] = """
+type: command
+short-summary: Print the commands of a migration, ready to paste, for bash, PowerShell or cmd.
+long-summary: >
+  The portal's Connect blade, in a terminal, for any server: the version check, the roles dump and its
+  clean-up, createdb, the dump, the restore with stderr in errors.log, and the check of that log, built
+  from the same plan `run` executes. Without a target it prints the dump half. No password is printed:
+  bash and PowerShell read it with a hidden prompt, cmd expects SOURCE_PGPASSWORD and TARGET_PGPASSWORD to be
+  set. With -o json it returns the structured steps (argv, environment, redirections) for pipelines.
+examples:
+  - name: Both variants of the Connect blade for a Single Server to a Flexible Server, in bash.
+    text: >
+      az postgres dumprestore show-commands -g myresourcegroup --source-server mysingleserver
+      --target-server myflexserver --method both
+  - name: The parallel directory method with 8 jobs, for PowerShell.
+    text: >
+      az postgres dumprestore show-commands -g myresourcegroup --source-server old --target-server new
+      --method directory --jobs 8 --shell powershell
+  - name: One database as one SQL file, for a cmd batch file.
+    text: >
+      az postgres dumprestore show-commands -g myresourcegroup --source-server old --target-server new
+      --databases sales --method plain --shell cmd
+  - name: Only the dump half, as structured steps for a pipeline.
+    text: az postgres dumprestore show-commands -g myresourcegroup --source-server old -o json
+"""
+
+helps['postgres dumprestore clean-roles'] = """
+type: command
+short-summary: Clean a pg_dumpall --roles-only file for an Azure target (the step show-commands prints).
+long-summary: >
+  Drops Azure service roles (azure_superuser, azure_pg_admin, azuresu, replication) and pg_* roles, the
+  attributes only a superuser may set (SUPERUSER, NOSUPERUSER, BYPASSRLS, NOBYPASSRLS, REPLICATION,
+  NOREPLICATION), roles the target has already, and GRANTED BY clauses, working on parsed statements.
+examples:
+  - name: Clean roles.raw.sql for the login pgadmin, skipping the roles listed in existing_roles.txt.
+    text: >
+      az postgres dumprestore clean-roles --input roles.raw.sql --output-file roles.sql
+      --target-login pgadmin --existing-roles existing_roles.txt
+"""

@@ -51,7 +51,18 @@ def load_arguments(self, _):
             c.argument('server_type', server_type_type)
             c.argument('ids', ids_type)
 
-    for verb in ('run', 'dump', 'restore'):
+    with self.argument_context('postgres dumprestore clean-roles') as c:
+        c.argument('input_file', options_list=['--input'], help='The file pg_dumpall --roles-only wrote.')
+        c.argument('output_file', options_list=['--output-file'],
+                   help='Where to write the cleaned roles.sql.')
+        c.argument('target_login', options_list=['--target-login'],
+                   help='The login that will run the file on the target (it becomes a member of the roles it '
+                        'creates, so that owners can be restored).')
+        c.argument('existing_roles', options_list=['--existing-roles'],
+                   help='A file with the roles the target has, one per line (psql -At -c "SELECT rolname FROM '
+                        'pg_roles"): they are not created again.')
+
+    for verb in ('run', 'dump', 'restore', 'show-commands'):
         with self.argument_context(f'postgres dumprestore {verb}') as c:
             c.argument('resource_group_name', resource_group_name_type, id_part=None,
                        help='Resource group of both servers, unless --source/--target-resource-group say otherwise.')
@@ -95,7 +106,17 @@ def load_arguments(self, _):
                            arg_type=get_enum_type(['fail', 'drop', 'reuse']), default='fail',
                            help='When a target database exists: fail (default), drop and re-create it (asks '
                                 'first unless --yes), or reuse it.')
-            if verb != 'restore':
+            if verb == 'show-commands':
+                c.argument('shell', options_list=['--shell'], arg_type=get_enum_type(['bash', 'powershell', 'cmd']),
+                           default='bash', help='Shell to write the commands for, with its quoting.')
+                c.argument('firewall_rule', options_list=['--firewall-rule'], arg_type=get_enum_type(['auto', 'none']),
+                           default='none', help='Whether show-commands may open a temporary firewall rule to read '
+                                                'the servers (default: none).')
+                c.argument('method', options_list=['--method'],
+                           arg_type=get_enum_type(['directory', 'plain', 'both']), default='directory',
+                           help='directory (pg_dump -Fd / pg_restore -j), plain (one SQL file and psql), or both, '
+                                'like the two variants of the portal\'s Connect blade.')
+            elif verb != 'restore':
                 c.argument('method', options_list=['--method'], arg_type=get_enum_type(['directory', 'plain']),
                            default='directory',
                            help='directory: pg_dump -Fd -j N and pg_restore -j N (fast, parallel); plain: one SQL '

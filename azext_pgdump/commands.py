@@ -26,3 +26,5 @@ def load_command_table(self, _):
         g.custom_command('dump', 'dump', table_transformer=_migration_table)
         g.custom_command('restore', 'restore', table_transformer=_migration_table)
         g.custom_command('cleanup', 'cleanup', validator=validate_server_reference)
+        g.custom_command('show-commands', 'show_commands')
+        g.custom_command('clean-roles', 'clean_roles')

@@ -12,7 +12,7 @@ from azext_pgdump.arm import servers
 from azext_pgdump.arm import firewall
 from azext_pgdump.arm.endpoints import SideArgs
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import catalog, migration, workdir
+from azext_pgdump.pg import catalog, migration, render, workdir
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
 from azext_pgdump.reach import Access, reach
@@ -117,8 +117,8 @@ def migrate(cmd, resource_group_name=None, databases=None, method='directory', j
         target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
                        access)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
-            source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir),
-            dry_run)
+            source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
+            create=not dry_run), dry_run)
 
 
 def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
@@ -133,7 +133,8 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
         source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
                        Access(firewall_rule, client_ip, bool(yes)))
         return _plan_and_execute(cmd, lambda: migration.plan_dump(
-            source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir), dry_run)
+            source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
+            create=not dry_run), dry_run)
 
 
 def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target_database=None, databases=None,
@@ -168,3 +169,65 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
         removed.append({'name': rule.name, 'startIpAddress': rule.start_ip_address,
                         'endIpAddress': rule.end_ip_address, 'server': server.name})
     return removed
+
+
+def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None):  # pylint: disable=unused-argument
+    """The roles clean-up of `run` as a command of its own, for the scripts show-commands prints."""
+    try:
+        return migration.clean_roles_file(Path(input_file), Path(output_file),
+                                          Path(existing_roles) if existing_roles else None, target_login)
+    except OSError as err:
+        raise FileOperationError(str(err), recommendation='Check --input, --output and --existing-roles.') from err
+
+
+def _explicit_structured_output():
+    """-o json/jsonc/yaml on the command line: structured steps; otherwise the script as plain text."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        value = arg.split('=', 1)[1] if arg.startswith('--output=') else \
+            args[i + 1] if arg in ('-o', '--output') and i + 1 < len(args) else None
+        if value:
+            return value.startswith(('json', 'yaml'))
+    return False
+
+
+def show_commands(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
+                  no_owner=False, no_acl=False, if_exists='fail', work_dir=None, pg_bin_dir=None, ssl_root_cert=None,
+                  shell='bash', source_admin_password=None, target_admin_password=None, firewall_rule='none',
+                  client_ip=None, yes=False,
+                  source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+                  source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
+                  target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
+                  target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    access = Access(firewall_rule, client_ip, bool(yes))
+    has_target = bool(target_server or target_host)
+    methods = ['plain', 'directory'] if method == 'both' else [method]
+    sections = []
+    with sigterm_as_exit(), ExitStack() as stack:
+        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                       access)
+        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
+                       access) if has_target else None
+        for m in methods:
+            opts = _options(m, jobs, no_roles, no_owner, no_acl, if_exists)
+            folder = Path(work_dir or 'pgdump') / m if len(methods) > 1 else Path(work_dir or 'pgdump')
+            try:
+                plan = migration.plan_run(source, target, opts, databases, folder, pg_bin_dir=pg_bin_dir,
+                                          create=False) if target else \
+                    migration.plan_dump(source, opts, databases, folder, pg_bin_dir=pg_bin_dir, create=False)
+            except migration.MigrationError as err:
+                raise ValidationError(str(err), recommendation=err.recommendation or None) from err
+            sections.append((m, plan))
+    if _explicit_structured_output():
+        return [{'method': m, 'shell': shell, 'plan': plan.as_dict(), 'steps': render.structured(plan),
+                 'script': render.render(plan, shell)} for m, plan in sections]
+    titles = {'plain': 'pg_dump & psql - using singular text file',
+              'directory': 'pg_dump & pg_restore - using multiple cores'} if has_target else \
+        {'plain': 'pg_dump - one SQL file', 'directory': 'pg_dump - directory format, using multiple cores'}
+    comment = 'REM' if shell == 'cmd' else '#'
+    for m, plan in sections:
+        print(f'{comment} ===== {titles[m]} =====')
+        print(render.render(plan, shell))
+    return None

@@ -4,6 +4,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.infra.world import start_world
+from tests.migration_helpers import create_rich_source
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +16,10 @@ def world():
 @pytest.fixture(scope="session")
 def az(world):
     return world.az
+
+
+@pytest.fixture(scope="session")
+def rich_source(world):
+    """Roles, the rich `appdb` and a second database on the Single Server (PostgreSQL 15), made once."""
+    create_rich_source(world.single.pg)
+    return world.single.pg

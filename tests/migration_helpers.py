@@ -8,6 +8,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from azext_pgdump.pg.endpoint import Endpoint
 from tests.infra.pgbin import bindir
 
 SQL = Path(__file__).parent / "sql"
@@ -67,8 +68,7 @@ def schema_dump(pg, dbname) -> str:
 
 
 def _conninfo(pg, dbname):
-    return sql.SQL("host={} port={} user=postgres sslmode=require dbname={}").format(
-        sql.Literal(pg.host), sql.Literal(str(pg.port)), sql.Literal(dbname)).as_string(None)
+    return Endpoint(host=pg.host, port=pg.port, user="postgres").conninfo(dbname)
 
 
 def without_view_bodies(dump: str) -> str:

@@ -7,15 +7,14 @@ import pytest
 
 from tests.infra.pgbin import bindir
 from tests.infra.world import RESOURCE_GROUP
-from tests.migration_helpers import SECOND_DB, assert_same, create_rich_source, result_of, write_pgpass
+from tests.migration_helpers import SECOND_DB, assert_same, result_of, write_pgpass
 
 RUN = ("postgres", "dumprestore", "run")
 
 
 @pytest.fixture(scope="module")
-def mig(world, tmp_path_factory):
+def mig(world, rich_source, tmp_path_factory):
     """The rich source on the Single Server, and an az whose libpq finds every password in a .pgpass."""
-    create_rich_source(world.single.pg)
     tmp = tmp_path_factory.mktemp("mig")
     gw, flex, vm = world.gateway, world.flexible.pg, world.vm_pg
     pgpass = write_pgpass(tmp / "pgpass", [
@@ -138,12 +137,18 @@ def test_dry_run_prints_the_plan_and_runs_nothing(world, mig):
     proc = mig.run("flexible", "--databases", "appdb", "--dry-run", "--work-dir", str(mig.tmp / "dry"))
     assert proc.returncode == 0, proc.stderr
     plan = result_of(proc)
-    assert [s["name"] for s in plan["steps"]] == ["roles-dump", "roles-clean", "roles-restore", "dump", "create",
-                                                  "restore", "analyze"]
+    assert [s["name"] for s in plan["steps"]] == ["roles-dump", "roles-existing", "roles-clean", "roles-restore",
+                                                  "dump", "create", "restore", "analyze"]
     dump = next(s for s in plan["steps"] if s["name"] == "dump")
     assert dump["argv"][0].endswith("/pg_dump") and "--format=directory" in dump["argv"]
-    assert "user='pgadmin@single1'" in dump["argv"][-1] and dump["secretEnv"] == ["PGPASSWORD"]
+    assert "user=pgadmin@single1 " in dump["argv"][-1] and dump["secretEnv"] == ["PGPASSWORD"]
     assert world.flexible.pg.execute("SELECT count(*) FROM pg_database WHERE datname = 'appdb'")[0][0] == 0
+    plain = result_of(mig.run("flexible", "--databases", "appdb", "--dry-run", "--method", "plain", "--no-roles",
+                              "--work-dir", str(mig.tmp / "dry-plain")))
+    assert [s["name"] for s in plain["steps"]] == ["create", "transfer", "analyze"]
+    transfer = plain["steps"][1]
+    assert transfer["argv"][0].endswith("/pg_dump") and transfer["pipe"]["argv"][0].endswith("/psql")
+    assert not (mig.tmp / "dry").exists() and not (mig.tmp / "dry-plain").exists()  # a dry run writes nothing
 
 
 def test_dump_on_one_agent_restore_on_another(world, mig):

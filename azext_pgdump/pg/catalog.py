@@ -54,10 +54,6 @@ def database_names(conn) -> set:
     return {r[0] for r in conn.execute('SELECT datname FROM pg_database').fetchall()}
 
 
-def role_names(conn) -> set:
-    return {r[0] for r in conn.execute('SELECT rolname FROM pg_roles').fetchall()}
-
-
 def can_read_pg_authid(conn) -> bool:
     """Azure's admin cannot: pg_dumpall then needs --no-role-passwords."""
     return bool(conn.execute("SELECT has_table_privilege('pg_authid', 'SELECT')").fetchone()[0])

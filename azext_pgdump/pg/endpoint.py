@@ -1,4 +1,5 @@
 """Where a server is and how to log in: what the data plane needs, whatever found it."""
+import re
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -7,6 +8,9 @@ KEEPALIVES = {'keepalives': '1', 'keepalives_idle': '10', 'keepalives_interval':
 
 
 def _quote_conninfo(value: str) -> str:
+    """libpq keyword=value quoting, only where needed: the commands stay readable when printed."""
+    if re.fullmatch(r'[A-Za-z0-9_.@:/+-]+', value):
+        return value
     return "'" + value.replace('\\', '\\\\').replace("'", "\\'") + "'"
 
 

@@ -1,7 +1,7 @@
 """Plan and execute a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints."""
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,7 +32,6 @@ class Plan:
     target: Optional[Endpoint] = None
     source_major: Optional[int] = None
     target_major: Optional[int] = None
-    existing_roles: set = field(default_factory=set)
     tools_major_needed: int = 0
 
     def as_dict(self) -> dict:
@@ -83,16 +82,23 @@ def _source_facts(source: Endpoint, names):
 
 def _target_facts(target: Endpoint):
     with catalog.connect(target) as conn:
-        return catalog.server_major(conn), catalog.database_names(conn), catalog.role_names(conn)
+        return catalog.server_major(conn), catalog.database_names(conn)
+
+
+def _work_dir(work_dir, reuse, create: bool) -> Path:
+    """Created (and guarded) for execution; only named for show-commands, which must not touch the disk."""
+    if not create:
+        return Path(work_dir or 'pgdump')
+    return workdir.prepare(work_dir or workdir.default_path(), reuse)
 
 
 def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
-             reuse_work_dir=False, pg_bin_dir=None) -> Plan:
+             reuse_work_dir=False, pg_bin_dir=None, create=True) -> Plan:
     smajor, dbs, no_passwords = _source_facts(source, names)
-    tmajor, existing_dbs, existing_roles = _target_facts(target)
+    tmajor, existing_dbs = _target_facts(target)
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
-    wd = workdir.prepare(work_dir or workdir.default_path(), reuse_work_dir)
+    wd = _work_dir(work_dir, reuse_work_dir, create)
     steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
     for db in dbs:
         files = planner.files_for(wd, db.name, opts.method)
@@ -103,18 +109,19 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
         steps += planner.dump_steps(toolset, source, db, wd, opts)
         steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
         steps += planner.restore_steps(toolset, target, db.name, files.dump, files.errors_log, opts, plain=False)
-    return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor, existing_roles)
+    return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
+                tools_major_needed=max(smajor, tmajor))
 
 
 def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_work_dir=False,
-              pg_bin_dir=None) -> Plan:
+              pg_bin_dir=None, create=True) -> Plan:
     smajor, dbs, no_passwords = _source_facts(source, names)
     toolset = _choose_tools(smajor, pg_bin_dir)
-    wd = workdir.prepare(work_dir or workdir.default_path(), reuse_work_dir)
+    wd = _work_dir(work_dir, reuse_work_dir, create)
     steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
         steps += planner.dump_steps(toolset, source, db, wd, opts)
-    return Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor)
+    return Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor, tools_major_needed=smajor)
 
 
 def _input_format(path: Path) -> str:
@@ -128,7 +135,7 @@ def _input_format(path: Path) -> str:
 
 def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = None, dump_file: Optional[Path] = None,
                  target_database: Optional[str] = None, names=None, pg_bin_dir=None) -> Plan:
-    tmajor, existing_dbs, existing_roles = _target_facts(target)
+    tmajor, existing_dbs = _target_facts(target)
     if dump_file:
         if not target_database:
             raise MigrationError('--target-database is required with --dump-file.',
@@ -154,7 +161,7 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         steps += planner.restore_steps(toolset, target, db.name, dump, wd / f'{workdir.file_stem(db.name)}.errors.log',
                                        opts, plain=fmt == 'plain')
     return Plan('restore', steps, toolset, wd, opts, dbs, target=target, target_major=tmajor,
-                existing_roles=existing_roles)
+                tools_major_needed=needed)
 
 
 # ----- execution ------------------------------------------------------------------------------------
@@ -169,15 +176,21 @@ def _manifest(plan: Plan, status: str) -> dict:
                           for d in plan.databases]}
 
 
-def _clean_roles(step: Step, plan: Plan) -> dict:
-    raw = Path(step.output).read_text(encoding='utf-8')
-    login = plan.target.user.split('@')[0]
-    cleaned = roles.clean(raw, plan.existing_roles, login)
-    Path(step.stdout).write_text(cleaned.sql, encoding='utf-8')
-    Path(step.stdout).chmod(0o600)
+def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) -> dict:
+    """What the roles-clean step does, in `run` and in `az postgres dumprestore clean-roles`."""
+    existing = set(existing_roles.read_text(encoding='utf-8').split('\n')) - {''} if existing_roles else set()
+    cleaned = roles.clean(raw.read_text(encoding='utf-8'), existing, login)
+    output.write_text(cleaned.sql, encoding='utf-8')
+    output.chmod(0o600)
     return {'created': cleaned.created, 'skippedExisting': cleaned.skipped_existing,
             'skippedService': cleaned.skipped_service, 'needPassword': cleaned.need_password,
-            'droppedStatements': cleaned.dropped, 'file': step.stdout}
+            'droppedStatements': cleaned.dropped, 'file': str(output)}
+
+
+def _clean_roles(step: Step) -> dict:
+    args = dict(a[2:].split('=', 1) for a in step.argv if a.startswith('--'))
+    return clean_roles_file(Path(args['input']), Path(args['output-file']), Path(args['existing-roles']),
+                            args['target-login'])
 
 
 def _mask(text: str, secrets: list) -> str:
@@ -219,7 +232,7 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0)
             continue
         progress(f'{step.description}...')
         if step.name == 'roles-clean':
-            report.roles.update(_clean_roles(step, plan))
+            report.roles.update(_clean_roles(step))
             continue
         result = runner.run(step)
         progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'

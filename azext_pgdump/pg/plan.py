@@ -71,10 +71,18 @@ def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Pat
     dumpall = [tools.path('pg_dumpall'), '--roles-only', f'--file={raw}', f'--dbname={source.conninfo("postgres")}']
     if no_passwords:
         dumpall.insert(2, '--no-role-passwords')
+    existing = workdir / 'existing_roles.txt'
+    login = target.user.split('@')[0]
     return [
         Step('roles-dump', 'Dump roles with pg_dumpall', 'source', dumpall, output=str(raw)),
+        Step('roles-existing', 'List the roles the target has already', 'target',
+             [tools.path('psql'), '-X', '-A', '-t', '-c', 'SELECT rolname FROM pg_roles ORDER BY 1',
+              f'--dbname={target.conninfo("postgres")}'], stdout=str(existing)),
+        # Done in-process by `run`; the argv is the same work as a command, for show-commands.
         Step('roles-clean', 'Remove Azure service roles, superuser-only attributes and existing roles',
-             'target', [], stdout=str(cleaned), output=str(raw)),
+             'target', ['az', 'postgres', 'dumprestore', 'clean-roles', f'--input={raw}', f'--output-file={cleaned}',
+                        f'--existing-roles={existing}', f'--target-login={login}'],
+             output=str(cleaned), input=str(raw)),
         Step('roles-restore', 'Create the roles on the target', 'target',
              [tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=0', f'--file={cleaned}',
               f'--dbname={target.conninfo("postgres")}'], stderr=str(workdir / 'roles.errors.log')),

@@ -38,8 +38,8 @@ class PgServer:
     host: str = "127.0.0.1"
     admin: str = "pgadmin"
     port: int = field(default_factory=free_port)
-    superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
-    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    superuser_password: str = field(default_factory=lambda: "pw" + secrets.token_urlsafe(18))
+    admin_password: str = field(default_factory=lambda: "pw" + secrets.token_urlsafe(18))
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="azext-pg-")))
 
     @property

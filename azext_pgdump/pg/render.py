@@ -1,0 +1,179 @@
+"""Render a plan as commands to paste: bash, PowerShell or cmd. The same steps `run` executes.
+
+No password is ever printed: bash and PowerShell read it with a hidden prompt into a variable, cmd
+expects it set beforehand; each command gets it as PGPASSWORD in its own environment."""
+import shlex
+
+from azext_pgdump.pg.plan import Step
+
+PROMPT_VARS = {'source': 'SOURCE_PGPASSWORD', 'target': 'TARGET_PGPASSWORD'}
+CHECKED_PROGRAMS = ('pg_dump', 'pg_dumpall', 'pg_restore', 'psql')
+
+
+def ps_quote(arg: str) -> str:
+    return "'" + arg.replace("'", "''") + "'"
+
+
+def cmd_quote(arg: str) -> str:
+    # Inside double quotes cmd takes & | < > ^ literally; % must be doubled in a batch file, and the
+    # programs' own parser (MSVCRT) reads \" as a quote character.
+    return '"' + arg.replace('%', '%%').replace('"', '\\"') + '"'
+
+
+class _Shell:
+    comment = '#'
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def sides(self):
+        return [s for s in ('source', 'target') if getattr(self.plan, s) is not None]
+
+
+class Bash(_Shell):
+    quote = staticmethod(shlex.quote)
+
+    def preamble(self):
+        lines = ['set -u']
+        for side in self.sides():
+            ep = getattr(self.plan, side)
+            lines.append(f'read -rs -p {shlex.quote(f"Password for {ep.user} on {ep.name}: ")} '
+                         f'{PROMPT_VARS[side]} && echo')
+        lines.append(f'mkdir -p {shlex.quote(str(self.plan.workdir))}')
+        return lines
+
+    def _env(self, step):
+        pairs = [f'PGPASSWORD="${PROMPT_VARS[step.side]}"'] if step.side in self.sides() and step.argv[0] != 'az' \
+            else []
+        return pairs + [f'{k}={shlex.quote(v)}' for k, v in step.env.items()]
+
+    def _one(self, step: Step, redirect_out=True):
+        words = self._env(step) + [shlex.quote(a) for a in step.argv]
+        if step.stdout and redirect_out and not step.pipe:
+            words.append(f'> {shlex.quote(step.stdout)}')
+        if step.stderr:
+            words.append(f'2> {shlex.quote(step.stderr)}')
+        return ' '.join(words)
+
+    def command(self, step: Step):
+        if step.pipe:
+            return f'{self._one(step, False)} | tee {shlex.quote(step.stdout)} | {self._one(step.pipe)}'
+        return self._one(step)
+
+    def check_log(self, path):
+        return f"grep -E 'ERROR|FATAL' {shlex.quote(path)} || echo {shlex.quote(f'No errors in {path}')}"
+
+    def version(self, program):
+        return f'{shlex.quote(str(self.plan.tools.bindir / program))} --version'
+
+
+class PowerShell(_Shell):
+    quote = staticmethod(ps_quote)
+
+    def preamble(self):
+        lines = []
+        for side in self.sides():
+            ep, var = getattr(self.plan, side), PROMPT_VARS[side]
+            lines.append(f'${var} = [System.Net.NetworkCredential]::new(\'\', (Read-Host -AsSecureString '
+                         f'-Prompt {ps_quote(f"Password for {ep.user} on {ep.name}")})).Password')
+        lines.append(f'New-Item -ItemType Directory -Force -Path {ps_quote(str(self.plan.workdir))} | Out-Null')
+        return lines
+
+    def _env(self, step):
+        sets = [f'$env:PGPASSWORD = ${PROMPT_VARS[step.side]}'] if step.side in self.sides() \
+            and step.argv[0] != 'az' else []
+        return sets + [f'$env:{k} = {ps_quote(v)}' for k, v in step.env.items()]
+
+    def _one(self, step: Step):
+        words = ['&'] + [ps_quote(a) for a in step.argv]
+        if step.stdout:
+            words.append(f'> {ps_quote(step.stdout)}')
+        if step.stderr:
+            words.append(f'2> {ps_quote(step.stderr)}')
+        return '; '.join(self._env(step) + [' '.join(words)] + [f'Remove-Item Env:{k}' for k in step.env])
+
+    def command(self, step: Step):
+        if step.pipe:  # PowerShell pipes text, not bytes: write the file, then restore from it
+            return self._one(step) + '\n' + self._one(_from_file(step))
+        return self._one(step)
+
+    def check_log(self, path):
+        return (f"if (Select-String -Path {ps_quote(path)} -Pattern 'ERROR|FATAL') "
+                f"{{ Select-String -Path {ps_quote(path)} -Pattern 'ERROR|FATAL' }} "
+                f"else {{ 'No errors in {path.replace(chr(39), chr(39) * 2)}' }}")
+
+    def version(self, program):
+        return f'& {ps_quote(str(self.plan.tools.bindir / program))} --version'
+
+
+class Cmd(_Shell):
+    comment = 'REM'
+    quote = staticmethod(cmd_quote)
+
+    def preamble(self):
+        lines = []
+        for side in self.sides():
+            var = PROMPT_VARS[side]
+            lines.append(f'REM Set {var} to the password of {getattr(self.plan, side).user} first '
+                         '(cmd cannot read a hidden password).')
+            lines.append(f'if not defined {var} (echo Set {var} first & exit /b 1)')
+        lines.append(f'if not exist {cmd_quote(str(self.plan.workdir))} mkdir {cmd_quote(str(self.plan.workdir))}')
+        return lines
+
+    def _one(self, step: Step):
+        sets = [f'set "PGPASSWORD=%{PROMPT_VARS[step.side]}%"'] if step.side in self.sides() \
+            and step.argv[0] != 'az' else []
+        sets += [f'set "{k}={v}"' for k, v in step.env.items()]
+        words = [cmd_quote(a) for a in step.argv]
+        if step.stdout:
+            words.append(f'> {cmd_quote(step.stdout)}')
+        if step.stderr:
+            words.append(f'2> {cmd_quote(step.stderr)}')
+        return '\n'.join(sets + [' '.join(words)] + [f'set "{k}="' for k in step.env])
+
+    def command(self, step: Step):
+        if step.pipe:
+            return self._one(step) + '\n' + self._one(_from_file(step))
+        return self._one(step)
+
+    def check_log(self, path):
+        return f'findstr /R "ERROR FATAL" {cmd_quote(path)} || echo No errors in {cmd_quote(path)}'
+
+    def version(self, program):
+        return f'{cmd_quote(str(self.plan.tools.bindir / program))} --version'
+
+
+SHELLS = {'bash': Bash, 'powershell': PowerShell, 'cmd': Cmd}
+
+
+def _from_file(step: Step) -> Step:
+    """The consumer of a piped step, reading the file the producer wrote instead of a pipe."""
+    restore = step.pipe
+    return Step(restore.name, restore.description, restore.side, restore.argv + [f'--file={step.stdout}'],
+                database=restore.database, stderr=restore.stderr, env=restore.env)
+
+
+def render(plan, shell: str = 'bash') -> str:
+    sh = SHELLS[shell](plan)
+    c = sh.comment
+    lines = [f'{c} {plan.mode} plan from az postgres dumprestore: method {plan.opts.method}, jobs {plan.opts.jobs}',
+             f'{c} Check the utilities: each must be version {plan.tools_major_needed or plan.tools.major} or newer.']
+    lines += [sh.version(p) for p in (CHECKED_PROGRAMS[:2] if plan.mode == 'dump' else CHECKED_PROGRAMS)]
+    lines += sh.preamble()
+    for step in plan.steps:
+        lines.append(f'{c} {step.description}')
+        lines.append(sh.command(step))
+        if step.name in ('restore', 'roles-restore', 'transfer'):
+            lines.append(sh.check_log((step.pipe or step).stderr))
+    return '\n'.join(lines) + '\n'
+
+
+def structured(plan) -> list:
+    """Steps for pipelines that run them themselves: argv, the environment each needs, redirections."""
+    out = []
+    for step in plan.steps:
+        item = step.as_dict()
+        item['environment'] = {**step.env, **({'PGPASSWORD': f'<{step.side} password>'}
+                                                if step.argv and step.argv[0] != 'az' else {})}
+        out.append(item)
+    return out

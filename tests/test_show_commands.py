@@ -1,0 +1,104 @@
+"""show-commands: the printed bash really migrates; PowerShell and cmd quoting is right."""
+import json
+import os
+import subprocess
+
+import pytest
+from psycopg import sql
+
+from tests.infra.azcli import AZ
+from tests.infra.pgbin import bindir
+from tests.infra.world import RESOURCE_GROUP
+from tests.migration_helpers import assert_same
+
+AWKWARD = """we'ird "db" $HOME ü"""
+SHOW = ("postgres", "dumprestore", "show-commands")
+
+
+@pytest.fixture(scope="module")
+def awkward_db(world, rich_source):
+    with rich_source.connect(superuser=False) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(AWKWARD)))
+    with rich_source.connect(AWKWARD, superuser=False) as conn:
+        conn.execute('CREATE TABLE "it\'s $x" (id int, "ü col" text); '
+                     "INSERT INTO \"it's $x\" SELECT g, 'v' || g FROM generate_series(1, 25) g")
+    yield AWKWARD
+    for pg in (rich_source, world.flexible.pg):
+        pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(AWKWARD)))
+
+
+def show(world, *extra, env=None):
+    gw, flex = world.gateway, world.flexible.pg
+    return world.az.run(*SHOW, "-g", RESOURCE_GROUP,
+                        "--source-server", "single1", "--source-host", gw.host, "--source-port", str(gw.port),
+                        "--source-admin-password", world.single.pg.admin_password,
+                        "--target-server", "flex1", "--target-host", flex.host, "--target-port", str(flex.port),
+                        "--target-admin-password", flex.admin_password, "--pg-bin-dir", str(bindir(18)), *extra,
+                        env=env, check=False)
+
+
+@pytest.mark.parametrize("method", ["plain", "directory"])
+def test_printed_bash_migrates_for_real(world, awkward_db, tmp_path, method):
+    for db in ("appdb", AWKWARD):
+        world.flexible.pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+    proc = show(world, "--databases", "appdb", AWKWARD, "--method", method)
+    assert proc.returncode == 0, proc.stderr
+    script = proc.stdout
+    for secret in (world.single.pg.admin_password, world.flexible.pg.admin_password):
+        assert secret not in script
+    assert "user=pgadmin@single1 " in script  # the Single Server login carries its suffix
+    assert "read -rs" in script and "2> pgdump/appdb.errors.log" in script
+    passwords = f"{world.single.pg.admin_password}\n{world.flexible.pg.admin_password}\n"
+    env = dict(world.az.env, PATH=f"{AZ.parent}:{os.environ['PATH']}")
+    ran = subprocess.run(["bash", "-c", script], input=passwords, cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    assert "No errors in pgdump/appdb.errors.log" in ran.stdout
+    for db in ("appdb", AWKWARD):
+        assert_same(world.single.pg, world.flexible.pg, db)
+
+
+def test_both_methods_are_shown_like_the_connect_blade(world):
+    proc = show(world, "--databases", "appdb", "--method", "both", "--if-exists", "drop")
+    assert proc.returncode == 0, proc.stderr
+    assert "/dropdb" in proc.stdout  # the target has appdb: the plan drops it first, as `run` would
+    assert "pg_dump & psql - using singular text file" in proc.stdout
+    assert "pg_dump & pg_restore - using multiple cores" in proc.stdout
+    assert "| tee pgdump/plain/appdb.sql |" in proc.stdout and "--format=directory" in proc.stdout
+
+
+def test_dump_half_without_a_target(world):
+    gw = world.gateway
+    proc = world.az.run(*SHOW, "-g", RESOURCE_GROUP, "--source-server", "single1", "--source-host", gw.host,
+                        "--source-port", str(gw.port), "--source-admin-password", world.single.pg.admin_password,
+                        "--databases", "appdb", "--pg-bin-dir", str(bindir(18)), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "pg_dumpall" in proc.stdout and "pg_dump" in proc.stdout
+    assert "pg_restore" not in proc.stdout.replace("pg_restore --version", "")
+    assert "TARGET_PGPASSWORD" not in proc.stdout
+
+
+def test_powershell_quoting_and_hidden_prompt(world, awkward_db):
+    script = show(world, "--databases", AWKWARD, "--shell", "powershell", "--if-exists", "drop").stdout
+    assert "Read-Host -AsSecureString" in script and "$env:PGPASSWORD = $SOURCE_PGPASSWORD" in script
+    assert """dbname='we\\'ird "db" $HOME ü'""".replace("'", "''") in script  # single quotes doubled
+    assert "& '" in script and "$HOME" in script  # $ is literal inside single quotes
+    assert world.single.pg.admin_password not in script
+
+
+def test_cmd_quoting_and_password_from_environment(world, awkward_db):
+    script = show(world, "--databases", AWKWARD, "--shell", "cmd", "--if-exists", "drop").stdout
+    assert "if not defined SOURCE_PGPASSWORD" in script and 'set "PGPASSWORD=%SOURCE_PGPASSWORD%"' in script
+    assert '\\"db\\"' in script and "REM " in script
+    assert world.single.pg.admin_password not in script
+
+
+def test_json_gives_structured_steps(world):
+    proc = show(world, "--databases", "appdb", "--method", "directory", "--if-exists", "drop", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    [section] = json.loads(proc.stdout)
+    steps = {s["name"]: s for s in section["steps"]}
+    assert steps["dump"]["argv"][0].endswith("/pg_dump")
+    assert steps["dump"]["environment"] == {"PGPASSWORD": "<source password>"}
+    assert steps["restore"]["environment"]["PGOPTIONS"] == "-c synchronous_commit=off"
+    assert steps["restore"]["stderr"].endswith("appdb.errors.log")
