@@ -173,7 +173,7 @@ def structured(plan) -> list:
     out = []
     for step in plan.steps:
         item = step.as_dict()
-        item['environment'] = {**step.env, **({'PGPASSWORD': f'<{step.side} password>'}
-                                                if step.argv and step.argv[0] != 'az' else {})}
+        secret = {'PGPASSWORD': f'<{step.side} password>'} if step.argv and step.argv[0] != 'az' else {}
+        item['environment'] = {**step.env, **secret}
         out.append(item)
     return out

@@ -18,8 +18,8 @@ MSG_NO_SSL = "SSL connection is required. Please specify SSL options and retry."
 
 
 def error_response(message: str, code: str = "28000") -> bytes:
-    fields = b"".join(k + v.encode() + b"\0" for k, v in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code),
-                                                           (b"M", message)))
+    pairs = ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+    fields = b"".join(k + v.encode() + b"\0" for k, v in pairs)
     body = fields + b"\0"
     return b"E" + struct.pack("!I", len(body) + 4) + body
 
