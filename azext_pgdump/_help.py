@@ -142,3 +142,21 @@ examples:
       az postgres dumprestore clean-roles --input roles.raw.sql --output-file roles.sql
       --target-login pgadmin --existing-roles existing_roles.txt
 """
+
+helps['postgres dumprestore verify'] = """
+type: command
+short-summary: Prove that the target holds what the source holds, database by database.
+long-summary: >
+  Compares the exact row count of every table and materialized view, object counts by kind (tables, views,
+  materialized views, indexes, constraints, functions, triggers, sequences, types), extensions with their
+  versions and sequence values; with --checksum also an order-independent checksum of every table's rows.
+  Prints every difference; the exit code is non-zero when there is one. Run it when nothing writes to the
+  source, or the counts of busy tables will differ.
+examples:
+  - name: Verify every database after a migration.
+    text: az postgres dumprestore verify -g myresourcegroup --source-server mysingleserver --target-server myflexserver
+  - name: One database, with row checksums, 4 connections per server, as a table.
+    text: >
+      az postgres dumprestore verify -g myresourcegroup --source-server old --target-server new
+      --databases sales --checksum --jobs 4 -o table
+"""

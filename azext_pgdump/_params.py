@@ -62,7 +62,7 @@ def load_arguments(self, _):
                    help='A file with the roles the target has, one per line (psql -At -c "SELECT rolname FROM '
                         'pg_roles"): they are not created again.')
 
-    for verb in ('run', 'dump', 'restore', 'show-commands'):
+    for verb in ('run', 'dump', 'restore', 'show-commands', 'verify'):
         with self.argument_context(f'postgres dumprestore {verb}') as c:
             c.argument('resource_group_name', resource_group_name_type, id_part=None,
                        help='Resource group of both servers, unless --source/--target-resource-group say otherwise.')
@@ -106,6 +106,11 @@ def load_arguments(self, _):
                            arg_type=get_enum_type(['fail', 'drop', 'reuse']), default='fail',
                            help='When a target database exists: fail (default), drop and re-create it (asks '
                                 'first unless --yes), or reuse it.')
+            if verb == 'verify':
+                c.argument('checksum', options_list=['--checksum'], arg_type=flag,
+                           help='Also compare an order-independent checksum of every table\'s rows (reads all data).')
+                c.argument('databases', nargs='+', options_list=['--databases', '-d'],
+                           help='Databases to compare. Default: every user database of the source.')
             if verb == 'show-commands':
                 c.argument('shell', options_list=['--shell'], arg_type=get_enum_type(['bash', 'powershell', 'cmd']),
                            default='bash', help='Shell to write the commands for, with its quoting.')

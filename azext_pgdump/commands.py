@@ -18,6 +18,11 @@ def _migration_table(result):
              } for d in result["databases"]]
 
 
+def _verify_table(result):
+    return [{"Database": d["name"], "Status": d["status"], "Tables": len(d["tables"]),
+             "Differences": "; ".join(d["differences"])[:200]} for d in result["databases"]]
+
+
 def load_command_table(self, _):
     with self.command_group('postgres dumprestore', is_preview=True) as g:
         g.custom_command('list-databases', 'list_databases', validator=validate_server_reference,
@@ -28,3 +33,4 @@ def load_command_table(self, _):
         g.custom_command('cleanup', 'cleanup', validator=validate_server_reference)
         g.custom_command('show-commands', 'show_commands')
         g.custom_command('clean-roles', 'clean_roles')
+        g.custom_command('verify', 'verify', table_transformer=_verify_table)

@@ -15,6 +15,7 @@ from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg import catalog, migration, render, workdir
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
+from azext_pgdump.pg.verify import verify as verify_databases
 from azext_pgdump.reach import Access, reach
 
 logger = get_logger(__name__)
@@ -69,8 +70,11 @@ def _fail_after_output(cmd, result):
     from knack.events import EVENT_CLI_SUCCESSFUL_EXECUTE
     cmd.cli_ctx.register_event(EVENT_CLI_SUCCESSFUL_EXECUTE, exit_failed)
     failed = [d['name'] for d in result.get('databases', []) if d.get('status') == 'failed']
-    logger.error('The migration failed%s; see the errors logs in %s.',
-                 f" for {', '.join(failed)}" if failed else '', result.get('workDir'))
+    if 'workDir' in result:
+        logger.error('The migration failed%s; see the errors logs in %s.',
+                     f" for {', '.join(failed)}" if failed else '', result['workDir'])
+    else:
+        logger.error('The target differs from the source in %s.', ', '.join(failed))
 
 
 def _plan_and_execute(cmd, build, dry_run):
@@ -231,3 +235,28 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
         print(f'{comment} ===== {titles[m]} =====')
         print(render.render(plan, shell))
     return None
+
+
+def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=None, ssl_root_cert=None,
+           source_admin_password=None, target_admin_password=None, firewall_rule='auto', client_ip=None, yes=False,
+           source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+           source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
+           target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
+           target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    access = Access(firewall_rule, client_ip, bool(yes))
+    with sigterm_as_exit(), ExitStack() as stack:
+        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                       access)
+        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
+                       access)
+        try:
+            with catalog.connect(source) as conn:
+                names = databases or [d.name for d in catalog.user_databases(conn)]
+            result = verify_databases(source, target, names, bool(checksum), int(jobs or 2))
+        except catalog.ConnectError as err:
+            raise AzureConnectionError(str(err), recommendation='Check that every database exists on both '
+                                                                'servers (--databases).') from err
+    _fail_after_output(cmd, result)
+    return result
