@@ -106,6 +106,10 @@ def load_arguments(self, _):
                            arg_type=get_enum_type(['fail', 'drop', 'reuse']), default='fail',
                            help='When a target database exists: fail (default), drop and re-create it (asks '
                                 'first unless --yes), or reuse it.')
+            if verb == 'run':
+                c.argument('verify', options_list=['--verify'], arg_type=flag,
+                           help='After the migration, compare every table\'s row count, the objects by kind and the '
+                                'sequences of source and target, as `verify` does; differences fail the run.')
             if verb == 'verify':
                 c.argument('checksum', options_list=['--checksum'], arg_type=flag,
                            help='Also compare an order-independent checksum of every table\'s rows (reads all data).')

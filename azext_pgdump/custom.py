@@ -77,7 +77,7 @@ def _fail_after_output(cmd, result):
         logger.error('The target differs from the source in %s.', ', '.join(failed))
 
 
-def _plan_and_execute(cmd, build, dry_run):
+def _plan_and_execute(cmd, build, dry_run, verify_after=False):
     try:
         plan = build()
     except migration.MigrationError as err:
@@ -90,6 +90,12 @@ def _plan_and_execute(cmd, build, dry_run):
     if dry_run:
         return plan.as_dict()
     result = migration.execute(plan, _progress(cmd))
+    if verify_after and result['status'] == 'succeeded':
+        _progress(cmd)('Verifying the target against the source...')
+        result['verify'] = verify_databases(plan.source, plan.target, [d.name for d in plan.databases],
+                                            jobs=plan.opts.jobs)
+        if result['verify']['status'] == 'failed':
+            result['status'] = 'failed'
     _fail_after_output(cmd, result)
     return result
 
@@ -104,7 +110,7 @@ def _confirm_drop(if_exists, yes):
 def migrate(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
-            firewall_rule='auto', client_ip=None,
+            firewall_rule='auto', client_ip=None, verify=False,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -122,7 +128,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method='directory', j
                        access)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
-            create=not dry_run), dry_run)
+            create=not dry_run), dry_run, verify_after=verify)
 
 
 def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,

@@ -21,8 +21,9 @@ def migrated(world, rich_source, tmp_path):
     """appdb freshly migrated to the VM server (PostgreSQL 15)."""
     proc = world.az.run("postgres", "dumprestore", "run", *sides(world), "--databases", "appdb", "--if-exists",
                         "drop", "--yes", "--pg-bin-dir", str(bindir(15)), "--work-dir", str(tmp_path / "wd"),
-                        "-o", "json", check=False, timeout=600)
+                        "--verify", "-o", "json", check=False, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["verify"]["status"] == "passed"  # run --verify
     return world
 
 
