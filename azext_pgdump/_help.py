@@ -160,3 +160,22 @@ examples:
       az postgres dumprestore verify -g myresourcegroup --source-server old --target-server new
       --databases sales --checksum --jobs 4 -o table
 """
+
+helps['postgres dumprestore check'] = """
+type: command
+short-summary: Check, without changing anything, that a migration will work, and what to fix first.
+long-summary: >
+  Each check passes, warns or fails, with the fix (the exact command where there is one): utilities against
+  both servers' versions; connectivity (and whether a firewall rule is needed); the target login's CREATEDB,
+  CREATEROLE and azure_pg_admin membership; extensions the source uses against what the target offers and, for
+  a Flexible Server, its azure.extensions allow-list and shared_preload_libraries (read through ARM); target
+  databases that exist; locales; free connections against --jobs; free disk in --work-dir against the
+  databases' size; relations per database against the lock table. The exit code is non-zero when a check fails.
+examples:
+  - name: Check a Single Server to Flexible Server migration.
+    text: az postgres dumprestore check -g myresourcegroup --source-server mysingleserver --target-server myflexserver -o table
+  - name: Check two databases with 8 jobs and dumps under /mnt/big.
+    text: >
+      az postgres dumprestore check -g myresourcegroup --source-server old --target-server new
+      --databases sales inventory --jobs 8 --work-dir /mnt/big
+"""

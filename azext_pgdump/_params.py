@@ -62,7 +62,7 @@ def load_arguments(self, _):
                    help='A file with the roles the target has, one per line (psql -At -c "SELECT rolname FROM '
                         'pg_roles"): they are not created again.')
 
-    for verb in ('run', 'dump', 'restore', 'show-commands', 'verify'):
+    for verb in ('run', 'dump', 'restore', 'show-commands', 'verify', 'check'):
         with self.argument_context(f'postgres dumprestore {verb}') as c:
             c.argument('resource_group_name', resource_group_name_type, id_part=None,
                        help='Resource group of both servers, unless --source/--target-resource-group say otherwise.')
@@ -115,6 +115,12 @@ def load_arguments(self, _):
                            help='Also compare an order-independent checksum of every table\'s rows (reads all data).')
                 c.argument('databases', nargs='+', options_list=['--databases', '-d'],
                            help='Databases to compare. Default: every user database of the source.')
+            if verb == 'check':
+                c.argument('firewall_rule', options_list=['--firewall-rule'], arg_type=get_enum_type(['auto', 'none']),
+                           default='none', help='Whether check may open a temporary firewall rule to read the servers '
+                                                '(default: none; a refusal is reported as a failed check).')
+                c.argument('work_dir', options_list=['--work-dir'],
+                           help='Where the dumps would go, for the free-space check. Default: the current folder.')
             if verb == 'show-commands':
                 c.argument('shell', options_list=['--shell'], arg_type=get_enum_type(['bash', 'powershell', 'cmd']),
                            default='bash', help='Shell to write the commands for, with its quoting.')

@@ -23,6 +23,11 @@ def _verify_table(result):
              "Differences": "; ".join(d["differences"])[:200]} for d in result["databases"]]
 
 
+def _check_table(result):
+    return [{"Check": c["name"], "Status": c["status"], "Message": c["message"], "Fix": c.get("fix") or ""}
+            for c in result["checks"]]
+
+
 def load_command_table(self, _):
     with self.command_group('postgres dumprestore', is_preview=True) as g:
         g.custom_command('list-databases', 'list_databases', validator=validate_server_reference,
@@ -34,3 +39,4 @@ def load_command_table(self, _):
         g.custom_command('show-commands', 'show_commands')
         g.custom_command('clean-roles', 'clean_roles')
         g.custom_command('verify', 'verify', table_transformer=_verify_table)
+        g.custom_command('check', 'check', table_transformer=_check_table)

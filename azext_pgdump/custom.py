@@ -9,10 +9,10 @@ from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError,
 from knack.log import get_logger
 
 from azext_pgdump.arm import servers
-from azext_pgdump.arm import firewall
+from azext_pgdump.arm import firewall, parameters
 from azext_pgdump.arm.endpoints import SideArgs
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import catalog, migration, render, workdir
+from azext_pgdump.pg import catalog, migration, preflight, render, tools, workdir
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
 from azext_pgdump.pg.verify import verify as verify_databases
@@ -70,7 +70,9 @@ def _fail_after_output(cmd, result):
     from knack.events import EVENT_CLI_SUCCESSFUL_EXECUTE
     cmd.cli_ctx.register_event(EVENT_CLI_SUCCESSFUL_EXECUTE, exit_failed)
     failed = [d['name'] for d in result.get('databases', []) if d.get('status') == 'failed']
-    if 'workDir' in result:
+    if 'checks' in result:
+        logger.error('Some checks failed: %s.', ', '.join(c['name'] for c in result['checks'] if c['status'] == 'fail'))
+    elif 'workDir' in result:
         logger.error('The migration failed%s; see the errors logs in %s.',
                      f" for {', '.join(failed)}" if failed else '', result['workDir'])
     else:
@@ -122,10 +124,10 @@ def migrate(cmd, resource_group_name=None, databases=None, method='directory', j
         _confirm_drop(if_exists, yes)
     access = Access(firewall_rule, client_ip, bool(yes))
     with sigterm_as_exit(), ExitStack() as stack:
-        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                       access)
-        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                       access)
+        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                          access)
+        target, _ = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
+                          access)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run), dry_run, verify_after=verify)
@@ -140,8 +142,8 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
     kw = locals()
     opts = _options(method, jobs, no_roles, no_owner, no_acl, 'fail')
     with sigterm_as_exit(), ExitStack() as stack:
-        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                       Access(firewall_rule, client_ip, bool(yes)))
+        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                          Access(firewall_rule, client_ip, bool(yes)))
         return _plan_and_execute(cmd, lambda: migration.plan_dump(
             source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run), dry_run)
@@ -163,8 +165,8 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
-        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                       Access(firewall_rule, client_ip, bool(yes)))
+        target, _ = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
+                          Access(firewall_rule, client_ip, bool(yes)))
         return _plan_and_execute(cmd, lambda: migration.plan_restore(
             target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
             target_database, databases, pg_bin_dir), dry_run)
@@ -216,10 +218,10 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
     methods = ['plain', 'directory'] if method == 'both' else [method]
     sections = []
     with sigterm_as_exit(), ExitStack() as stack:
-        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                       access)
+        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                          access)
         target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                       access) if has_target else None
+                       access)[0] if has_target else None
         for m in methods:
             opts = _options(m, jobs, no_roles, no_owner, no_acl, if_exists)
             folder = Path(work_dir or 'pgdump') / m if len(methods) > 1 else Path(work_dir or 'pgdump')
@@ -253,10 +255,10 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
     kw = locals()
     access = Access(firewall_rule, client_ip, bool(yes))
     with sigterm_as_exit(), ExitStack() as stack:
-        source = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                       access)
-        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                       access)
+        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
+                          access)
+        target, _ = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
+                          access)
         try:
             with catalog.connect(source) as conn:
                 names = databases or [d.name for d in catalog.user_databases(conn)]
@@ -266,3 +268,70 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
                                                                 'servers (--databases).') from err
     _fail_after_output(cmd, result)
     return result
+
+
+def _reach_for_check(cmd, stack, args, password, access, checks):
+    """reach(), but a refusal becomes a failed check instead of an error: check changes nothing."""
+    try:
+        endpoint, server = reach(cmd, stack, args, password, access)
+    except (AzureConnectionError, RequiredArgumentMissingError) as err:
+        fix = err.recommendations[0] if getattr(err, 'recommendations', None) else None
+        if 'no pg_hba.conf entry' in str(err):
+            fix = 'Run with --firewall-rule auto (the default of run): it opens a temporary rule for this address.'
+        checks.append(preflight.Check(f'{args.side}-connection', 'fail', str(err), fix))
+        return None, None
+    checks.append(preflight.Check(f'{args.side}-connection', 'pass', f'Connected to {endpoint.name} as {endpoint.user}.'))
+    return endpoint, server
+
+
+def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=False, if_exists='fail', work_dir=None,
+          pg_bin_dir=None, ssl_root_cert=None, source_admin_password=None, target_admin_password=None,
+          firewall_rule='none', client_ip=None, yes=False,
+          source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+          source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
+          target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
+          target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    access, checks, jobs = Access(firewall_rule, client_ip, bool(yes)), [], int(jobs or min(os.cpu_count() or 2, 8))
+    with sigterm_as_exit(), ExitStack() as stack:
+        source, _ = _reach_for_check(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert),
+                                     source_admin_password, access, checks)
+        target, target_server_info = _reach_for_check(cmd, stack, _side('target', kw, resource_group_name,
+                                                                        ssl_root_cert),
+                                                      target_admin_password, access, checks)
+        if source and target:
+            _checks_with_both(cmd, source, target, target_server_info, databases, jobs, no_roles, if_exists,
+                              Path(work_dir or '.'), pg_bin_dir, checks)
+    result = preflight.as_result(checks)
+    _fail_after_output(cmd, result)
+    return result
+
+
+def _checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, if_exists, work, pg_bin_dir, checks):
+    # pylint: disable=too-many-arguments
+    with catalog.connect(source) as src:
+        smajor, dbs = catalog.server_major(src), catalog.user_databases(src)
+        checks.append(preflight.connections(src, 'source', jobs))
+    if names:
+        dbs = [d for d in dbs if d.name in names]
+    with catalog.connect(target) as tgt:
+        tmajor = catalog.server_major(tgt)
+        checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
+        checks += preflight.target_privileges(tgt, not no_roles)
+        allow = preload = None
+        if target_server is not None and target_server.kind == 'flexible':
+            allow_value = parameters.get_parameter(cmd.cli_ctx, target_server, 'azure.extensions')
+            allow = None if allow_value is None else {x.strip() for x in allow_value.split(',') if x.strip()}
+            preload = parameters.get_parameter(cmd.cli_ctx, target_server, 'shared_preload_libraries')
+        fix_allow = parameters.set_command(target_server, 'azure.extensions') if target_server else ''
+        fix_preload = (parameters.set_command(target_server, 'shared_preload_libraries') +
+                       f' && az postgres flexible-server restart -g {target_server.resource_group} '
+                       f'-n {target_server.name}') if target_server else ''
+        checks += preflight.extensions(preflight.used_extensions(source, [d.name for d in dbs]), tgt, allow,
+                                       preload, fix_allow, fix_preload)
+        checks.append(preflight.existing_databases([d.name for d in dbs], catalog.database_names(tgt), if_exists))
+        checks.append(preflight.collations(dbs, tgt))
+        checks.append(preflight.connections(tgt, 'target', jobs))
+    checks.append(preflight.disk_space(source, [d.name for d in dbs], work))
+    checks.append(preflight.lock_headroom(source, [d.name for d in dbs]))

@@ -51,15 +51,15 @@ def _ask_password(endpoint, side):
 
 
 def reach(cmd, stack, args: SideArgs, password: Optional[str], access: Access):
-    """An Endpoint that accepted a connection; a temporary firewall rule, if one was needed, lives
-    as long as `stack`."""
+    """(Endpoint that accepted a connection, ArmServer or None); a temporary firewall rule, if one was
+    needed, lives as long as `stack`."""
     endpoint, server = resolve(cmd.cli_ctx, args)
     if args.auth_type == 'entra':
         endpoint = endpoint.with_password(entra.access_token(cmd.cli_ctx))
     elif password:
         endpoint = endpoint.with_password(password)
     try:
-        return _probe(endpoint, args.side)
+        return _probe(endpoint, args.side), server
     except catalog.ConnectError as err:
         ip = access.client_ip or firewall.client_ip_from_refusal(str(err))
         if server is None or ip is None or access.firewall_rule == 'none':
@@ -74,6 +74,6 @@ def reach(cmd, stack, args: SideArgs, password: Optional[str], access: Access):
                           'address (removed when the command ends)?', yes=access.yes)
         stack.enter_context(firewall.temporary_rule(cmd.cli_ctx, server, ip))
         try:
-            return _probe(endpoint, args.side, attempts=4)
+            return _probe(endpoint, args.side, attempts=4), server
         except catalog.ConnectError as again:
             raise _connect_error(again, args.side) from again

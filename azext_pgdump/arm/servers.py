@@ -36,7 +36,7 @@ class ArmServer:
         return int(match.group(0)) if match else None
 
 
-def _prop(model, name):
+def prop(model, name):
     """A property of a flattened (msrest) or nested (typespec) SDK model."""
     props = getattr(model, 'properties', None)
     return getattr(props, name, None) if props is not None else getattr(model, name, None)
@@ -58,12 +58,12 @@ def _text(value) -> str:
 
 
 def _to_server(kind: str, model, ref: ServerRef, client) -> ArmServer:
-    network = _prop(model, 'network')
-    public = getattr(network, 'public_network_access', None) if network else _prop(model, 'public_network_access')
+    network = prop(model, 'network')
+    public = getattr(network, 'public_network_access', None) if network else prop(model, 'public_network_access')
     return ArmServer(kind=kind, id=model.id, name=model.name, resource_group=ref.resource_group,
                      subscription=client._config.subscription_id,  # pylint: disable=protected-access
-                     fqdn=_prop(model, 'fully_qualified_domain_name'), admin_login=_prop(model, 'administrator_login'),
-                     version=_text(_prop(model, 'version')), public_network_access=_text(public or 'Enabled'))
+                     fqdn=prop(model, 'fully_qualified_domain_name'), admin_login=prop(model, 'administrator_login'),
+                     version=_text(prop(model, 'version')), public_network_access=_text(public or 'Enabled'))
 
 
 def get_server(cli_ctx, ref: ServerRef) -> ArmServer:
@@ -97,7 +97,7 @@ def list_databases(cli_ctx, server: ArmServer) -> list:
     client = client_for(cli_ctx, server.kind, server.subscription)
     result = []
     for db in client.databases.list_by_server(server.resource_group, server.name):
-        result.append({'name': db.name, 'charset': _prop(db, 'charset'), 'collation': _prop(db, 'collation'),
+        result.append({'name': db.name, 'charset': prop(db, 'charset'), 'collation': prop(db, 'collation'),
                        'migratable': db.name not in SERVICE_DATABASES, 'id': db.id})
     return result
 

@@ -1,0 +1,165 @@
+"""Checks before a migration: each passes, warns or fails, with the fix where there is one. Read-only."""
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from azext_pgdump.pg import catalog, tools
+
+
+@dataclass
+class Check:
+    name: str
+    status: str            # 'pass', 'warn' or 'fail'
+    message: str
+    fix: Optional[str] = None
+
+
+def _ok(name, message):
+    return Check(name, 'pass', message)
+
+
+def utilities(found: list, source_major: int, target_major: int, pg_bin_dir=None) -> Check:
+    needed = max(source_major, target_major)
+    try:
+        chosen = tools.choose(found, needed, pg_bin_dir)
+        return _ok('utilities', f'PostgreSQL {chosen.version} utilities in {chosen.bindir} fit both servers '
+                                f'({source_major} and {target_major}).')
+    except tools.ToolsError as err:
+        return Check('utilities', 'fail', str(err), f'Install postgresql-client-{needed}, or pass --pg-bin-dir.')
+
+
+def target_privileges(conn, roles_wanted: bool) -> list:
+    createdb, createrole, super_, pg_admin = conn.execute(
+        "SELECT rolcreatedb, rolcreaterole, rolsuper, "
+        "EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'azure_pg_admin') "
+        "AND pg_has_role(current_user, 'azure_pg_admin', 'MEMBER') "
+        "FROM pg_roles WHERE rolname = current_user").fetchone()
+    user = conn.info.user
+    checks = [
+        _ok('target-createdb', f'{user} may create databases.') if createdb or super_ else
+        Check('target-createdb', 'fail', f'{user} cannot create databases (no CREATEDB).',
+              f'ALTER ROLE "{user}" CREATEDB; (as the server admin), or use the admin login.'),
+    ]
+    if roles_wanted:
+        checks.append(_ok('target-createrole', f'{user} may create roles.') if createrole or super_ else
+                      Check('target-createrole', 'fail', f'{user} cannot create roles (no CREATEROLE).',
+                            'Use the server admin login, or pass --no-roles and create the roles yourself.'))
+    checks.append(_ok('target-azure-pg-admin', f'{user} is a member of azure_pg_admin.') if pg_admin or super_ else
+                  Check('target-azure-pg-admin', 'warn', f'{user} is not a member of azure_pg_admin: extensions and '
+                        'objects owned by other roles may fail to restore.', 'Use the server admin login.'))
+    return checks
+
+
+def used_extensions(source, databases) -> dict:
+    """extension -> version, over every database to migrate."""
+    out = {}
+    for db in databases:
+        with catalog.connect(source, db) as conn:
+            out.update(dict(conn.execute("SELECT extname, extversion FROM pg_extension "
+                                         "WHERE extname <> 'plpgsql'").fetchall()))
+    return out
+
+
+def extensions(used: dict, target_conn, allow_list: Optional[set], preload: Optional[str],
+               fix_allow: str, fix_preload: str) -> list:
+    available = {r[0] for r in target_conn.execute('SELECT name FROM pg_available_extensions').fetchall()}
+    checks = []
+    missing = sorted(set(used) - available)
+    if missing:
+        checks.append(Check('extensions-available', 'fail', f"The target cannot install {', '.join(missing)}.",
+                            'Remove them from the source databases, or choose a target version that offers them.'))
+    else:
+        checks.append(_ok('extensions-available', f"The target offers every extension the source uses "
+                                                  f"({', '.join(sorted(used)) or 'none'})."))
+    if allow_list is not None:
+        blocked = sorted(set(used) - allow_list)
+        checks.append(Check('extensions-allow-list', 'fail',
+                            f"Not in the target's azure.extensions allow-list: {', '.join(blocked)}.",
+                            fix_allow.replace('VALUE', ','.join(sorted(allow_list | set(used)))))
+                      if blocked else _ok('extensions-allow-list', 'Every extension used is allow-listed.'))
+    preload_needed = sorted(set(used) & {'pg_cron', 'pg_stat_statements', 'pg_partman_bgw', 'timescaledb',
+                                         'pg_hint_plan', 'pgaudit', 'pg_squeeze', 'pg_failover_slots'})
+    loaded = {x.strip() for x in (preload or '').split(',') if x.strip()}
+    if preload is not None and set(preload_needed) - loaded:
+        value = ','.join(sorted(loaded | set(preload_needed)))
+        checks.append(Check('shared-preload-libraries', 'fail',
+                            f"{', '.join(sorted(set(preload_needed) - loaded))} must be in shared_preload_libraries "
+                            'on the target (a restart is needed).', fix_preload.replace('VALUE', value)))
+    return checks
+
+
+def existing_databases(databases, target_names: set, if_exists: str) -> Check:
+    clash = sorted(set(databases) & target_names - {'postgres'})
+    if clash and if_exists == 'fail':
+        return Check('target-databases', 'fail', f"The target already has {', '.join(clash)}.",
+                     'Pass --if-exists reuse or --if-exists drop to run, or drop them on the target.')
+    return _ok('target-databases', 'No database to migrate exists on the target.' if not clash else
+               f"{', '.join(clash)} exist on the target; --if-exists {if_exists} handles them.")
+
+
+def _locale_key(name: str) -> str:
+    """glibc treats en_US.UTF-8 and en_US.utf8 as one locale."""
+    return name.lower().replace('utf-8', 'utf8')
+
+
+def collations(source_dbs, target_conn) -> Check:
+    wanted = {d.collate for d in source_dbs} | {d.ctype for d in source_dbs}
+    known = {_locale_key(r[0]) for r in target_conn.execute(
+        "SELECT collcollate FROM pg_collation WHERE collcollate IS NOT NULL UNION SELECT datcollate FROM pg_database "
+        "UNION SELECT datctype FROM pg_database UNION SELECT 'C' UNION SELECT 'POSIX'").fetchall()}
+    missing = sorted(w for w in wanted if w and _locale_key(w) not in known)
+    if missing:
+        return Check('collations', 'fail', f"The target lacks the locales {', '.join(missing)}.",
+                     'Choose a target with those locales, or create the databases yourself with another locale '
+                     'and pass --if-exists reuse.')
+    return _ok('collations', f"The target has every locale the source databases use ({', '.join(sorted(wanted))}).")
+
+
+def connections(conn, side: str, jobs: int) -> Check:
+    max_conn, used = conn.execute("SELECT current_setting('max_connections')::int, "
+                                  "(SELECT count(*) FROM pg_stat_activity)").fetchone()
+    needed = jobs + 2
+    if max_conn - used < needed:
+        return Check(f'{side}-connections', 'warn', f'{side}: {max_conn - used} free connections, {needed} needed '
+                     f'for --jobs {jobs}.', f'Lower --jobs to {max(max_conn - used - 2, 1)}, or raise max_connections.')
+    return _ok(f'{side}-connections', f'{side}: {max_conn - used} free connections for --jobs {jobs}.')
+
+
+def disk_space(source, databases, work_dir: Path) -> Check:
+    total = 0
+    with catalog.connect(source) as conn:
+        for db in databases:
+            total += conn.execute('SELECT pg_database_size(%s)', (db,)).fetchone()[0]
+    probe = work_dir if work_dir.exists() else next(p for p in work_dir.parents if p.exists())
+    free = shutil.disk_usage(probe).free
+    # A dump is usually smaller than the database (no indexes, no bloat): its size is the upper bound.
+    if free < total:
+        return Check('disk-space', 'fail', f'{probe} has {free // 1048576} MB free; the databases take '
+                     f'{total // 1048576} MB, an upper bound for their dumps.',
+                     'Free space, or pass --work-dir on a larger disk.')
+    return _ok('disk-space', f'{probe} has {free // 1048576} MB free for at most {total // 1048576} MB of dumps.')
+
+
+def lock_headroom(source, databases) -> Check:
+    worst, worst_db, slots = 0, None, 0
+    for db in databases:
+        with catalog.connect(source, db) as conn:
+            tables, slots = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p', 'm', 'S', 'v', 'f') AND n.nspname NOT IN ('pg_catalog', "
+                "'information_schema')), current_setting('max_locks_per_transaction')::int * "
+                "(current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)"
+            ).fetchone()
+            if tables > worst:
+                worst, worst_db = tables, db
+    if worst and worst > slots // 2:
+        return Check('lock-headroom', 'warn', f'{worst_db} has {worst} relations; pg_dump locks each one and the '
+                     f'source has {slots} lock slots in all.', 'Raise max_locks_per_transaction on the source.')
+    return _ok('lock-headroom', f'At most {worst} relations in one database: enough lock slots ({slots}).')
+
+
+def as_result(checks: list) -> dict:
+    statuses = {c.status for c in checks}
+    return {'status': 'failed' if 'fail' in statuses else 'warnings' if 'warn' in statuses else 'passed',
+            'checks': [asdict(c) for c in checks]}

@@ -1,0 +1,118 @@
+"""check: fails for what would break a migration, passes on a good setup. Real servers, real az."""
+import json
+import subprocess
+
+import pytest
+
+from tests.infra.pgbin import bindir
+from tests.infra.world import RESOURCE_GROUP
+
+
+@pytest.fixture(scope="module")
+def chk(world):
+    """chkdb on the Single Server uses pgcrypto; the Flexible target allow-lists it."""
+    world.single.pg.execute("CREATE DATABASE chkdb OWNER pgadmin")
+    with world.single.pg.connect("chkdb", superuser=False) as conn:
+        conn.execute("CREATE EXTENSION pgcrypto; CREATE TABLE t (id int PRIMARY KEY)")
+    world.flexible.parameters["azure.extensions"] = "pgcrypto,hstore"
+    world.vm_pg.execute("CREATE ROLE weak LOGIN CREATEDB PASSWORD 'weak-pw-1'")
+    yield world
+    world.flexible.parameters["azure.extensions"] = ""
+    for pg in (world.single.pg, world.flexible.pg, world.vm_pg):
+        pg.execute("DROP DATABASE IF EXISTS chkdb WITH (FORCE)")
+
+
+def check(world, *extra, target="flexible", pg_bin=18):
+    gw, flex, vm = world.gateway, world.flexible.pg, world.vm_pg
+    if target == "flexible":
+        tgt = ["--target-server", "flex1", "--target-host", flex.host, "--target-port", str(flex.port),
+               f"--target-admin-password={flex.admin_password}"]
+    else:
+        tgt = ["--target-host", vm.host, "--target-port", str(vm.port), "--target-admin-user", "weak",
+               "--target-admin-password=weak-pw-1"]
+    proc = world.az.run("postgres", "dumprestore", "check", "-g", RESOURCE_GROUP, "--databases", "chkdb",
+                        "--source-server", "single1", "--source-host", gw.host, "--source-port", str(gw.port),
+                        f"--source-admin-password={world.single.pg.admin_password}", *tgt,
+                        "--pg-bin-dir", str(bindir(pg_bin)), *extra, "-o", "json", check=False)
+    result = json.loads(proc.stdout)
+    return proc.returncode, {c["name"]: c for c in result["checks"]}, result
+
+
+def test_good_setup_passes(chk):
+    code, checks, result = check(chk)
+    assert code == 0, [c for c in checks.values() if c["status"] != "pass"]
+    assert result["status"] in ("passed", "warnings")
+    assert not [c for c in checks.values() if c["status"] == "fail"]
+    assert {"utilities", "source-connection", "target-connection", "target-createrole", "extensions-allow-list",
+            "target-databases", "collations", "disk-space", "lock-headroom"} <= set(checks)
+
+
+def test_too_old_utilities_fail(chk):
+    code, checks, _ = check(chk, pg_bin=15)
+    assert code == 1 and checks["utilities"]["status"] == "fail" and "18 or newer" in checks["utilities"]["message"]
+
+
+def test_target_login_without_createrole_fails(chk):
+    code, checks, _ = check(chk, target="vm", pg_bin=15)
+    assert code == 1 and checks["target-createrole"]["status"] == "fail"
+    assert checks["target-createdb"]["status"] == "pass"
+
+
+def test_extension_not_allow_listed_fails_with_the_az_command(chk):
+    chk.flexible.parameters["azure.extensions"] = "hstore"
+    try:
+        code, checks, _ = check(chk)
+    finally:
+        chk.flexible.parameters["azure.extensions"] = "pgcrypto,hstore"
+    assert code == 1 and checks["extensions-allow-list"]["status"] == "fail"
+    assert checks["extensions-allow-list"]["fix"] == (
+        f"az postgres flexible-server parameter set -g {RESOURCE_GROUP} -s flex1 --name azure.extensions "
+        "--value hstore,pgcrypto")
+
+
+def test_extension_the_target_lacks_fails(chk):
+    chk.single.pg.execute("CREATE EXTENSION adminpack", dbname="chkdb")  # PostgreSQL 18 has no adminpack
+    try:
+        code, checks, _ = check(chk)
+    finally:
+        chk.single.pg.execute("DROP EXTENSION adminpack", dbname="chkdb")
+    assert code == 1 and checks["extensions-available"]["status"] == "fail"
+    assert "adminpack" in checks["extensions-available"]["message"]
+
+
+def test_existing_target_database_fails_unless_handled(chk):
+    chk.flexible.pg.execute("CREATE DATABASE chkdb")
+    try:
+        code, checks, _ = check(chk)
+        assert code == 1 and checks["target-databases"]["status"] == "fail"
+        code, checks, _ = check(chk, "--if-exists", "drop")
+        assert checks["target-databases"]["status"] == "pass"
+    finally:
+        chk.flexible.pg.execute("DROP DATABASE chkdb")
+
+
+def test_too_little_disk_fails(chk, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        code, checks, _ = check(chk, "--work-dir", str(small))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert code == 1 and checks["disk-space"]["status"] == "fail" and "--work-dir" in checks["disk-space"]["fix"]
+
+
+def test_refused_connection_is_a_failed_check_not_a_change(chk):
+    chk.flexible.enforce_firewall = True
+    chk.emulator.apply_firewall(chk.flexible)
+    before = len(chk.emulator.requests)
+    try:
+        code, checks, _ = check(chk)
+    finally:
+        chk.flexible.enforce_firewall = False
+        chk.emulator.apply_firewall(chk.flexible)
+    assert code == 1 and checks["target-connection"]["status"] == "fail"
+    assert "--firewall-rule auto" in checks["target-connection"]["fix"]
+    assert not [r for r in chk.emulator.requests[before:] if r[0] in ("PUT", "DELETE")]
