@@ -65,3 +65,12 @@ def test_conninfo_never_holds_the_password_and_quotes_values():
     assert "s3cret" not in info and "s3cret" not in repr(ep)
     assert "user='o\\'neil@srv'" in info and "dbname='my db'" in info
     assert ep.secret_env() == {"PGPASSWORD": "s3cret"}
+
+
+def test_pg_restore_own_failures_are_real_even_beside_harmless_ones(tmp_path):
+    log = tmp_path / "db.errors.log"
+    log.write_text("pg_restore: error: could not execute query: ERROR:  must be owner of extension plpgsql\n"
+                   "pg_restore: error: could not read from input file: end of file\n")
+    report = errorlog.read(log)
+    assert (report.total, report.harmless, report.real) == (2, 1, 1)
+    assert "end of file" in report.real_samples[0]

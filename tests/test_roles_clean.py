@@ -65,3 +65,20 @@ def test_split_keeps_semicolons_in_strings_identifiers_and_dollar_quotes():
     script = "SELECT 'a;b'; SELECT \"x;y\" FROM t; CREATE FUNCTION f() AS $q$ a; b $q$; -- c;\n SELECT 1"
     assert [s.text for s in split(script)] == [
         "SELECT 'a;b'", 'SELECT "x;y" FROM t', "CREATE FUNCTION f() AS $q$ a; b $q$", "SELECT 1"]
+
+
+def test_entra_login_is_kept_whole_and_existing_roles_file_tolerates_crlf(tmp_path):
+    from azext_pgdump.pg.migration import clean_roles_file
+    from azext_pgdump.pg.plan import roles_steps
+    from azext_pgdump.pg.endpoint import Endpoint
+    from azext_pgdump.pg.tools import Toolset
+    tools = Toolset(bindir=tmp_path, version="18.6", major=18)
+    entra = Endpoint(host="h", user="alice@contoso.com", kind="flexible")
+    single = Endpoint(host="h", user="admin@srv", kind="single")
+    assert "--target-login=alice@contoso.com" in roles_steps(tools, entra, entra, tmp_path, True)[2].argv
+    assert "--target-login=admin" in roles_steps(tools, single, single, tmp_path, True)[2].argv
+    (tmp_path / "raw.sql").write_text(DUMPALL)
+    (tmp_path / "existing.txt").write_bytes(b"\xef\xbb\xbfpgadmin\r\napp owner\r\n")
+    summary = clean_roles_file(tmp_path / "raw.sql", tmp_path / "out.sql", tmp_path / "existing.txt", "pgadmin")
+    assert summary["skippedExisting"] == ["app owner", "pgadmin"]
+    assert (tmp_path / "out.sql").stat().st_mode & 0o777 == 0o600

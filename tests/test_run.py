@@ -1,4 +1,5 @@
 """`az postgres dumprestore run`, `dump` and `restore` between real servers, through the real az."""
+import json
 import os
 import shutil
 import subprocess
@@ -179,3 +180,18 @@ def test_restore_a_plain_file_made_by_pg_dump(world, mig):
     assert result["databases"][0]["status"] == "succeeded" and result["method"] == "plain"
     from tests.migration_helpers import table_counts
     assert table_counts(world.flexible.pg, "appdb") == table_counts(pg, "appdb")
+
+
+def test_restore_refuses_an_unfinished_dump_and_a_missing_file(world, mig):
+    wd = mig.tmp / "unfinished"
+    proc = mig.az("postgres", "dumprestore", "dump", *mig.source(), "--databases", SECOND_DB, "--no-roles",
+                  "--work-dir", str(wd), "--pg-bin-dir", str(bindir(18)), "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((wd / "migration.json").read_text())
+    (wd / "migration.json").write_text(json.dumps(dict(manifest, status="running")))  # as after a kill -9
+    proc = mig.az("postgres", "dumprestore", "restore", *mig.target("vm"), "--work-dir", str(wd),
+                  "--pg-bin-dir", str(bindir(18)))
+    assert proc.returncode != 0 and "did not finish" in proc.stderr and "dump` again" in proc.stderr
+    proc = mig.az("postgres", "dumprestore", "restore", *mig.target("vm"), "--dump-file", str(mig.tmp / "nope.sql"),
+                  "--target-database", "nope", "--pg-bin-dir", str(bindir(18)))
+    assert proc.returncode != 0 and "nope.sql does not exist" in proc.stderr

@@ -40,8 +40,7 @@ def _rules_client(cli_ctx, server):
     return client_for(cli_ctx, server.kind, server.subscription).firewall_rules
 
 
-def create_rule(cli_ctx, server, ip: str) -> str:
-    name = new_rule_name()
+def create_rule(cli_ctx, server, ip: str, name: str) -> None:
     rule = firewall_rule_model(server.kind)(start_ip_address=ip, end_ip_address=ip)
     logger.warning('Opening the firewall of %s for %s with the temporary rule %s...', server.name, ip, name)
     try:
@@ -51,7 +50,6 @@ def create_rule(cli_ctx, server, ip: str) -> str:
                                  recommendation='You need write access to the server (for example the Contributor '
                                                 'role), or add a rule for your address yourself and pass '
                                                 '--firewall-rule none.') from err
-    return name
 
 
 def delete_rule(cli_ctx, server, name: str) -> None:
@@ -60,14 +58,16 @@ def delete_rule(cli_ctx, server, name: str) -> None:
 
 @contextmanager
 def temporary_rule(cli_ctx, server, ip: str):
-    """Create the rule; delete it however the block ends (the verb turns SIGTERM into SystemExit)."""
-    name = create_rule(cli_ctx, server, ip)
+    """Create the rule; delete it however the block ends (the verb turns SIGTERM into SystemExit).
+    The creation itself is inside the try: an interrupt while ARM applies the rule must not leave it."""
+    name = new_rule_name()
     try:
+        create_rule(cli_ctx, server, ip, name)
         yield name
     finally:
         with shielded():
             try:
-                delete_rule(cli_ctx, server, name)
+                delete_rule(cli_ctx, server, name)  # a rule that was never made deletes as a no-op
                 logger.warning('Removed the temporary firewall rule %s from %s.', name, server.name)
             except Exception as err:  # pylint: disable=broad-except
                 logger.error('Could not remove the temporary firewall rule %s from %s: %s. Remove it with '

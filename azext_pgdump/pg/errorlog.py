@@ -15,6 +15,8 @@ HARMLESS = [
      'a SET written by a newer pg_dump for a setting the target does not have'),
 ]
 _ERROR_LINE = re.compile(r'\b(ERROR|FATAL):\s+(.*)')
+# pg_restore's own failures (a truncated archive, a dead worker) are lower case and carry no ERROR:.
+_TOOL_ERROR = re.compile(r'^pg_restore: error: (?!could not execute query)(.*)')
 
 
 @dataclass
@@ -44,10 +46,11 @@ def read(path: Path, samples: int = 5) -> ErrorReport:
     with path.open(encoding='utf-8', errors='replace') as log:
         for line in log:
             match = _ERROR_LINE.search(line)
-            if not match:
+            tool = None if match else _TOOL_ERROR.match(line)
+            if not match and not tool:
                 continue
             report.total += 1
-            kind = classify_line(match.group(2))
+            kind = classify_line(match.group(2)) if match else 'real'
             report.by_class[kind] = report.by_class.get(kind, 0) + 1
             if kind == 'real':
                 report.real += 1

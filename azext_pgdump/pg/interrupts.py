@@ -19,10 +19,12 @@ def sigterm_as_exit():
 
 @contextmanager
 def shielded():
-    """Ignore SIGTERM while cleaning up, so a second one cannot cut the clean-up short."""
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Ignore SIGTERM and SIGINT while cleaning up, so a second one cannot cut the clean-up short."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

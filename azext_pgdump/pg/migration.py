@@ -1,5 +1,6 @@
 """Plan and execute a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints."""
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -85,20 +86,31 @@ def _target_facts(target: Endpoint):
         return catalog.server_major(conn), catalog.database_names(conn)
 
 
-def _work_dir(work_dir, reuse, create: bool) -> Path:
+def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
     """Created (and guarded) for execution; only named for show-commands, which must not touch the disk."""
     if not create:
         return Path(work_dir or 'pgdump')
-    return workdir.prepare(work_dir or workdir.default_path(), reuse)
+    wd = workdir.prepare(work_dir or workdir.default_path(), reuse)
+    if method == 'directory':  # pg_dump -Fd refuses a folder that exists; never delete a user's dump for it
+        old = [planner.files_for(wd, d.name, method).dump.name for d in dbs
+               if planner.files_for(wd, d.name, method).dump.exists()]
+        if old:
+            raise MigrationError(f"{wd} already holds {', '.join(old)} from an earlier dump.",
+                                 'Remove them, or choose another --work-dir.')
+    return wd
 
 
 def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
              reuse_work_dir=False, pg_bin_dir=None, create=True) -> Plan:
+    if (source.host.lower(), source.port) == (target.host.lower(), target.port):
+        raise MigrationError(f'The source and the target are the same server ({source.name}).',
+                             'Name two different servers: a migration into its own source would drop or duplicate '
+                             'its data.')
     smajor, dbs, no_passwords = _source_facts(source, names)
     tmajor, existing_dbs = _target_facts(target)
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
-    wd = _work_dir(work_dir, reuse_work_dir, create)
+    wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
     for db in dbs:
         files = planner.files_for(wd, db.name, opts.method)
@@ -117,7 +129,7 @@ def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_
               pg_bin_dir=None, create=True) -> Plan:
     smajor, dbs, no_passwords = _source_facts(source, names)
     toolset = _choose_tools(smajor, pg_bin_dir)
-    wd = _work_dir(work_dir, reuse_work_dir, create)
+    wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
         steps += planner.dump_steps(toolset, source, db, wd, opts)
@@ -140,13 +152,24 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         if not target_database:
             raise MigrationError('--target-database is required with --dump-file.',
                                  'Name the database to create on the target, for example --target-database appdb.')
+        if not dump_file.exists():
+            raise MigrationError(f'{dump_file} does not exist.', 'Pass the .sql file, the custom-format archive or '
+                                                                 'the directory pg_dump wrote.')
         fmt = _input_format(dump_file)
         dbs, inputs, needed = [Database(target_database, 'UTF8', '', '')], {target_database: (dump_file, fmt)}, tmajor
-        wd = workdir.prepare(work_dir or dump_file.resolve().parent, True)
+        # The errors log goes beside the dump unless --work-dir says otherwise; that folder is not ours to chmod.
+        wd = workdir.prepare(work_dir, True) if work_dir else dump_file.resolve().parent
         has_roles, method = False, 'plain' if fmt == 'plain' else 'directory'
     else:
         wd = Path(work_dir).resolve()
         manifest = workdir.read_manifest(wd)
+        if manifest.get('format') != MANIFEST_FORMAT or manifest.get('mode') not in ('dump', 'run'):
+            raise MigrationError(f'{wd} holds a migration.json this version cannot read.',
+                                 'Dump again with this version of the extension.')
+        unfinished = [d['name'] for d in manifest.get('result', {}).get('databases', []) if d['status'] != 'succeeded']
+        if manifest.get('status') != 'succeeded' or unfinished:
+            raise MigrationError(f"The dump in {wd} did not finish{': ' + ', '.join(unfinished) if unfinished else ''}"
+                                 '; restoring it would give a partial copy.', 'Run `az postgres dumprestore dump` again.')
         dbs = _select([Database(**d['database']) for d in manifest['databases']], names)
         inputs = {d['database']['name']: (wd / d['dump'], d['format']) for d in manifest['databases']}
         needed = max(tmajor, manifest['utilitiesMajor'])
@@ -178,10 +201,13 @@ def _manifest(plan: Plan, status: str) -> dict:
 
 def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) -> dict:
     """What the roles-clean step does, in `run` and in `az postgres dumprestore clean-roles`."""
-    existing = set(existing_roles.read_text(encoding='utf-8').split('\n')) - {''} if existing_roles else set()
+    existing = {line.strip() for line in existing_roles.read_text(encoding='utf-8-sig').splitlines()} - {''} \
+        if existing_roles else set()
     cleaned = roles.clean(raw.read_text(encoding='utf-8'), existing, login)
-    output.write_text(cleaned.sql, encoding='utf-8')
-    output.chmod(0o600)
+    # Role definitions can carry password hashes: the file is private from its first byte.
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        f.write(cleaned.sql)
     return {'created': cleaned.created, 'skippedExisting': cleaned.skipped_existing,
             'skippedService': cleaned.skipped_service, 'needPassword': cleaned.need_password,
             'droppedStatements': cleaned.dropped, 'file': str(output)}
@@ -231,8 +257,13 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0)
         if db is not None and db['status'] == 'failed':
             continue
         progress(f'{step.description}...')
+        if step.name.startswith('roles-') and report.roles['status'] == 'failed':
+            continue  # nothing to clean or restore after a failed roles dump
         if step.name == 'roles-clean':
-            report.roles.update(_clean_roles(step))
+            try:
+                report.roles.update(_clean_roles(step))
+            except (OSError, ValueError) as err:
+                report.roles.update(status='failed', failedStep=step.name, error=str(err))
             continue
         result = runner.run(step)
         progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'
@@ -245,7 +276,8 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0)
         if step.name in ('dump', 'transfer'):
             db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
         if step.name == 'transfer':
-            _record_restore(db, step.pipe, result.pipe, error, plain=True)
+            _record_restore(db, step.pipe, result.pipe, _mask(result.pipe.stderr_tail.strip(), secret_values),
+                            plain=True)
             if result.returncode != 0 and db['status'] != 'failed':
                 db.update(status='failed', failedStep='dump', error=error)
         elif step.name == 'restore':
@@ -271,6 +303,8 @@ def _record_roles_step(roles_report: dict, step: Step, result, error: str) -> No
         log = errorlog.read(Path(step.stderr))
         roles_report.update(errors=log.as_dict(), errorsLog=step.stderr)
         roles_report['status'] = 'failed' if log.real or result.returncode != 0 else 'succeeded'
+        if log.real:
+            roles_report['error'] = log.real_samples[0]
     elif result.returncode != 0:
         roles_report.update(status='failed', failedStep=step.name, error=error)
     elif step.name == 'roles-dump' and roles_report['status'] == 'pending':

@@ -72,7 +72,7 @@ def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Pat
     if no_passwords:
         dumpall.insert(2, '--no-role-passwords')
     existing = workdir / 'existing_roles.txt'
-    login = target.user.split('@')[0]
+    login = target.user.rsplit('@', 1)[0] if target.kind == 'single' else target.user
     return [
         Step('roles-dump', 'Dump roles with pg_dumpall', 'source', dumpall, output=str(raw)),
         Step('roles-existing', 'List the roles the target has already', 'target',

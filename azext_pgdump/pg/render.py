@@ -34,12 +34,12 @@ class Bash(_Shell):
     quote = staticmethod(shlex.quote)
 
     def preamble(self):
-        lines = ['set -u']
+        lines = ['set -u', 'umask 077  # dumps hold data, roles files password hashes']
         for side in self.sides():
             ep = getattr(self.plan, side)
             lines.append(f'read -rs -p {shlex.quote(f"Password for {ep.user} on {ep.name}: ")} '
                          f'{PROMPT_VARS[side]} && echo')
-        lines.append(f'mkdir -p {shlex.quote(str(self.plan.workdir))}')
+        lines.append(f'mkdir -p -m 700 {shlex.quote(str(self.plan.workdir))}')
         return lines
 
     def _env(self, step):
@@ -85,12 +85,13 @@ class PowerShell(_Shell):
         return sets + [f'$env:{k} = {ps_quote(v)}' for k, v in step.env.items()]
 
     def _one(self, step: Step):
-        words = ['&'] + [ps_quote(a) for a in step.argv]
-        if step.stdout:
-            words.append(f'> {ps_quote(step.stdout)}')
+        words = ['&'] + [ps_quote(a) for a in _stdout_as_option(step).argv]
         if step.stderr:
             words.append(f'2> {ps_quote(step.stderr)}')
-        return '; '.join(self._env(step) + [' '.join(words)] + [f'Remove-Item Env:{k}' for k in step.env])
+        cleanup = [f'Remove-Item Env:{k}' for k in step.env]
+        if step.side in self.sides() and step.argv[0] != 'az':
+            cleanup.append('Remove-Item Env:PGPASSWORD')
+        return '; '.join(self._env(step) + [' '.join(words)] + cleanup)
 
     def command(self, step: Step):
         if step.pipe:  # PowerShell pipes text, not bytes: write the file, then restore from it
@@ -124,12 +125,11 @@ class Cmd(_Shell):
         sets = [f'set "PGPASSWORD=%{PROMPT_VARS[step.side]}%"'] if step.side in self.sides() \
             and step.argv[0] != 'az' else []
         sets += [f'set "{k}={v}"' for k, v in step.env.items()]
-        words = [cmd_quote(a) for a in step.argv]
-        if step.stdout:
-            words.append(f'> {cmd_quote(step.stdout)}')
+        words = [cmd_quote(a) for a in _stdout_as_option(step).argv]
         if step.stderr:
             words.append(f'2> {cmd_quote(step.stderr)}')
-        return '\n'.join(sets + [' '.join(words)] + [f'set "{k}="' for k in step.env])
+        unset = [f'set "{k}="' for k in step.env] + (['set "PGPASSWORD="'] if sets else [])
+        return '\n'.join(sets + [' '.join(words)] + unset)
 
     def command(self, step: Step):
         if step.pipe:
@@ -144,6 +144,18 @@ class Cmd(_Shell):
 
 
 SHELLS = {'bash': Bash, 'powershell': PowerShell, 'cmd': Cmd}
+
+
+def _stdout_as_option(step: Step) -> Step:
+    """PowerShell 5 re-encodes redirected native output as UTF-16: let pg_dump and psql write the file."""
+    if not step.stdout:
+        return step
+    program = step.argv[0].rsplit('/', 1)[-1]
+    option = {'pg_dump': '--file=', 'psql': '--output='}.get(program)
+    if option is None:
+        return step
+    return Step(step.name, step.description, step.side, step.argv + [option + step.stdout], database=step.database,
+                stderr=step.stderr, env=step.env)
 
 
 def _from_file(step: Step) -> Step:

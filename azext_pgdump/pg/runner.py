@@ -10,6 +10,10 @@ from typing import Callable, Optional
 from azext_pgdump.pg.plan import Step
 
 
+# Dumps and role files hold data and password hashes: what the utilities write is private to the user.
+PRIVATE = 0o077
+
+
 @dataclass
 class StepResult:
     returncode: int
@@ -52,11 +56,11 @@ class Runner:
             return self._run_pipe(step)
         env = self._env(step)
         started = time.monotonic()
-        stdout = open(step.stdout, 'wb') if step.stdout else subprocess.DEVNULL  # pylint: disable=consider-using-with
-        stderr = open(step.stderr, 'wb') if step.stderr else subprocess.PIPE  # pylint: disable=consider-using-with
+        stdout = _open_private(step.stdout) if step.stdout else subprocess.DEVNULL
+        stderr = _open_private(step.stderr) if step.stderr else subprocess.PIPE
         try:
-            with subprocess.Popen(step.argv, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL) \
-                    as proc:
+            with subprocess.Popen(step.argv, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                  umask=PRIVATE) as proc:
                 try:
                     captured = self._wait(proc, step, started)
                 except BaseException:
@@ -72,19 +76,21 @@ class Runner:
     def _run_pipe(self, step: Step) -> StepResult:
         """producer | tee file | consumer, copied here so that the file and the consumer get every byte."""
         consumer_step, started = step.pipe, time.monotonic()
-        with open(step.stdout, 'wb') as tee, open(step.stderr, 'wb') as p_err, \
-                open(consumer_step.stderr, 'wb') as c_err:
+        with _open_private(step.stdout) as tee, _open_private(step.stderr) as p_err, \
+                _open_private(consumer_step.stderr) as c_err:
             producer = subprocess.Popen(step.argv, env=self._env(step), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=p_err)
-            consumer = subprocess.Popen(consumer_step.argv, env=self._env(consumer_step), stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=c_err)
+                                        stdout=subprocess.PIPE, stderr=p_err, umask=PRIVATE)
+            consumer = None
             try:
+                consumer = subprocess.Popen(consumer_step.argv, env=self._env(consumer_step), stdin=subprocess.PIPE,
+                                            stdout=subprocess.DEVNULL, stderr=c_err, umask=PRIVATE)
                 self._copy(producer.stdout, tee, consumer.stdin, step, started)
                 producer.wait()
                 consumer.wait()
             except BaseException:
                 for proc in (producer, consumer):
-                    _stop(proc)
+                    if proc is not None:
+                        _stop(proc)
                 raise
         seconds = time.monotonic() - started
         return StepResult(producer.returncode, seconds, size_of(step.stdout), _tail(Path(step.stderr)),
@@ -120,6 +126,10 @@ class Runner:
             except subprocess.TimeoutExpired:
                 self.progress(f'  {step.description}: {time.monotonic() - started:.0f}s'
                               + (f', {human(size_of(step.output))} written' if step.output else ''))
+
+
+def _open_private(path):
+    return open(path, 'wb', opener=lambda p, flags: os.open(p, flags, 0o600))  # pylint: disable=consider-using-with
 
 
 def _stop(proc) -> None:

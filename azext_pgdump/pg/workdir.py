@@ -47,3 +47,5 @@ def read_manifest(path: Path) -> dict:
         return json.loads((path / MANIFEST).read_text())
     except FileNotFoundError as err:
         raise WorkDirError(f'{path} holds no {MANIFEST}: it was not written by `dump` or `run`.') from err
+    except ValueError as err:
+        raise WorkDirError(f'{path / MANIFEST} is damaged: {err}.') from err
