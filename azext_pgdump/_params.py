@@ -107,6 +107,8 @@ def load_arguments(self, _):
                            help='When a target database exists: fail (default), drop and re-create it (asks '
                                 'first unless --yes), or reuse it.')
             if verb == 'run':
+                c.argument('skip_check', options_list=['--skip-check'], arg_type=flag,
+                           help='Do not run the checks of `az postgres dumprestore check` before starting.')
                 c.argument('verify', options_list=['--verify'], arg_type=flag,
                            help='After the migration, compare every table\'s row count, the objects by kind and the '
                                 'sequences of source and target, as `verify` does; differences fail the run.')

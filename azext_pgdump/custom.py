@@ -112,7 +112,7 @@ def _confirm_drop(if_exists, yes):
 def migrate(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
-            firewall_rule='auto', client_ip=None, verify=False,
+            firewall_rule='auto', client_ip=None, verify=False, skip_check=False,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -126,8 +126,10 @@ def migrate(cmd, resource_group_name=None, databases=None, method='directory', j
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
                           access)
-        target, _ = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                          access)
+        target, target_server = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert),
+                                      target_admin_password, access)
+        if not skip_check:
+            _preflight_or_fail(cmd, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run), dry_run, verify_after=verify)
@@ -306,6 +308,22 @@ def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=Fal
     result = preflight.as_result(checks)
     _fail_after_output(cmd, result)
     return result
+
+
+def _preflight_or_fail(cmd, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir):
+    """`check` before `run` touches anything: a failed check stops it with every fix at once."""
+    _progress(cmd)('Checking the servers and this machine before starting (--skip-check skips this)...')
+    checks = []
+    work = Path(work_dir) if work_dir else Path.cwd()
+    _checks_with_both(cmd, source, target, target_server, databases, opts.jobs, not opts.roles, if_exists, work,
+                      pg_bin_dir, checks)
+    for c in checks:
+        if c.status == 'warn':
+            logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
+    failed = [c for c in checks if c.status == 'fail']
+    if failed:
+        raise ValidationError('The migration would fail: ' + ' '.join(f'[{c.name}] {c.message}' for c in failed),
+                              recommendation=' '.join(c.fix for c in failed if c.fix) or None)
 
 
 def _checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, if_exists, work, pg_bin_dir, checks):

@@ -61,7 +61,10 @@ def reach(cmd, stack, args: SideArgs, password: Optional[str], access: Access):
     try:
         return _probe(endpoint, args.side), server
     except catalog.ConnectError as err:
-        ip = access.client_ip or firewall.client_ip_from_refusal(str(err))
+        refused_ip = firewall.client_ip_from_refusal(str(err))
+        # --client-ip says who we are, not that the firewall is the problem: a wrong password opens nothing.
+        ip = refused_ip and (access.client_ip or refused_ip) or \
+            (access.client_ip if 'timeout' in str(err).lower() else None)
         if server is None or ip is None or access.firewall_rule == 'none':
             raise _connect_error(err, args.side) from err
         if server.public_network_access.lower() != 'enabled':

@@ -77,7 +77,7 @@ def test_plain_hosts_never_call_arm(world, plan):
 
 
 def test_entra_sign_in_uses_a_token_for_the_postgresql_resource(world, plan):
-    world.flexible.pg.execute("CREATE ROLE entra_user LOGIN CREATEDB")
+    world.flexible.pg.execute("CREATE ROLE entra_user LOGIN CREATEDB CREATEROLE IN ROLE azure_pg_admin")
     world.emulator.entra_logins.append((world.flexible.pg, "entra_user"))
     try:
         proc, result = plan(["--source-server", "single1", "-g", RESOURCE_GROUP] + plan.source_conn,

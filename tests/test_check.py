@@ -116,3 +116,16 @@ def test_refused_connection_is_a_failed_check_not_a_change(chk):
     assert code == 1 and checks["target-connection"]["status"] == "fail"
     assert "--firewall-rule auto" in checks["target-connection"]["fix"]
     assert not [r for r in chk.emulator.requests[before:] if r[0] in ("PUT", "DELETE")]
+
+
+def test_run_checks_first_and_stops_before_touching_anything(chk, tmp_path):
+    gw, vm = chk.gateway, chk.vm_pg
+    proc = chk.az.run("postgres", "dumprestore", "run", "-g", RESOURCE_GROUP, "--databases", "chkdb",
+                      "--source-server", "single1", "--source-host", gw.host, "--source-port", str(gw.port),
+                      f"--source-admin-password={chk.single.pg.admin_password}",
+                      "--target-host", vm.host, "--target-port", str(vm.port), "--target-admin-user", "weak",
+                      "--target-admin-password=weak-pw-1", "--pg-bin-dir", str(bindir(15)),
+                      "--work-dir", str(tmp_path / "wd"), check=False)
+    assert proc.returncode != 0 and "[target-createrole]" in proc.stderr and "--no-roles" in proc.stderr
+    assert not (tmp_path / "wd").exists()
+    assert vm.execute("SELECT count(*) FROM pg_database WHERE datname = 'chkdb'")[0][0] == 0

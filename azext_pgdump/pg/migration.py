@@ -67,12 +67,23 @@ def _choose_tools(needed: int, pg_bin_dir: Optional[str]) -> tools.Toolset:
                                        'at a folder that holds them.') from err
 
 
+EXISTS_FIX = ('Pass --if-exists reuse to restore into it, or --if-exists drop to drop and re-create it (this '
+              'deletes its data).')
+
+
+def clashes(names, existing: set) -> list:
+    """Databases to migrate that the target has already (never `postgres`, which every server has)."""
+    return [n for n in names if n in existing and n not in planner.ALWAYS_PRESENT]
+
+
+def clash_message(clash: list) -> str:
+    return f"The target already has {', '.join(repr(c) for c in clash)}."
+
+
 def _check_existing(dbs: list, existing: set, opts: Options) -> None:
-    clash = [d.name for d in dbs if d.name in existing and d.name not in planner.ALWAYS_PRESENT]
+    clash = clashes([d.name for d in dbs], existing)
     if clash and opts.if_exists == 'fail':
-        raise MigrationError(f"The target already has {', '.join(repr(c) for c in clash)}.",
-                             'Pass --if-exists reuse to restore into it, or --if-exists drop to drop and re-create '
-                             'it (this deletes its data).')
+        raise MigrationError(clash_message(clash), EXISTS_FIX)
 
 
 def _source_facts(source: Endpoint, names):

@@ -112,6 +112,8 @@ def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, o
     argv = [tools.path('createdb'), maintenance, '--template=template0', f'--encoding={db.encoding}']
     if db.locale_provider == 'i' and db.icu_locale:
         argv += ['--locale-provider=icu', f'--icu-locale={db.icu_locale}']
+    elif db.locale_provider == 'b' and db.icu_locale:  # PostgreSQL 17's builtin provider keeps it in datlocale
+        argv += ['--locale-provider=builtin', f'--builtin-locale={db.icu_locale}']
     argv += [f'--lc-collate={db.collate}'] if db.collate else []
     argv += [f'--lc-ctype={db.ctype}'] if db.ctype else []
     argv.append(db.name)

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from azext_pgdump.pg import catalog, tools
+from azext_pgdump.pg import catalog, migration, tools
 
 
 @dataclass
@@ -90,10 +90,9 @@ def extensions(used: dict, target_conn, allow_list: Optional[set], preload: Opti
 
 
 def existing_databases(databases, target_names: set, if_exists: str) -> Check:
-    clash = sorted(set(databases) & target_names - {'postgres'})
+    clash = migration.clashes(databases, target_names)
     if clash and if_exists == 'fail':
-        return Check('target-databases', 'fail', f"The target already has {', '.join(clash)}.",
-                     'Pass --if-exists reuse or --if-exists drop to run, or drop them on the target.')
+        return Check('target-databases', 'fail', migration.clash_message(clash), migration.EXISTS_FIX)
     return _ok('target-databases', 'No database to migrate exists on the target.' if not clash else
                f"{', '.join(clash)} exist on the target; --if-exists {if_exists} handles them.")
 
