@@ -8,15 +8,14 @@ from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError,
                                        ValidationError)
 from knack.log import get_logger
 
-from azext_pgdump.arm import servers
-from azext_pgdump.arm import firewall, parameters
-from azext_pgdump.arm.endpoints import SideArgs
+from azext_pgdump import checks as checks_wiring
+from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import catalog, migration, preflight, render, tools, workdir
+from azext_pgdump.pg import catalog, migration, preflight, render, workdir
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
 from azext_pgdump.pg.verify import verify as verify_databases
-from azext_pgdump.reach import Access, reach
+from azext_pgdump.reach import reach_side
 
 logger = get_logger(__name__)
 
@@ -36,15 +35,6 @@ def list_databases(cmd, resource_group_name=None, server_name=None, server_type=
 
 
 # ----- run, dump, restore ------------------------------------------------------------------------------
-
-def _side(side, kw, resource_group_name, ssl_root_cert) -> SideArgs:
-    return SideArgs(side=side, server=kw.get(f'{side}_server'),
-                    resource_group=kw.get(f'{side}_resource_group') or resource_group_name,
-                    server_type=kw.get(f'{side}_server_type') or 'auto', host=kw.get(f'{side}_host'),
-                    port=kw.get(f'{side}_port'), user=kw.get(f'{side}_admin_user'),
-                    ssl_mode=kw.get(f'{side}_ssl_mode') or 'require', ssl_root_cert=ssl_root_cert,
-                    auth_type=kw.get(f'{side}_auth_type') or 'password')
-
 
 def _options(method, jobs, no_roles, no_owner, no_acl, if_exists) -> Options:
     return Options(method=method, jobs=int(jobs or min(os.cpu_count() or 2, 8)), roles=not no_roles,
@@ -122,14 +112,11 @@ def migrate(cmd, resource_group_name=None, databases=None, method='directory', j
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists)
     if not dry_run:
         _confirm_drop(if_exists, yes)
-    access = Access(firewall_rule, client_ip, bool(yes))
     with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                          access)
-        target, target_server = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert),
-                                      target_admin_password, access)
+        source, _ = reach_side(cmd, stack, kw, 'source')
+        target, target_server = reach_side(cmd, stack, kw, 'target')
         if not skip_check:
-            _preflight_or_fail(cmd, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir)
+            checks_wiring.preflight_or_fail(cmd, _progress(cmd), source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run), dry_run, verify_after=verify)
@@ -144,8 +131,7 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
     kw = locals()
     opts = _options(method, jobs, no_roles, no_owner, no_acl, 'fail')
     with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                          Access(firewall_rule, client_ip, bool(yes)))
+        source, _ = reach_side(cmd, stack, kw, 'source')
         return _plan_and_execute(cmd, lambda: migration.plan_dump(
             source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run), dry_run)
@@ -167,8 +153,7 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
-        target, _ = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                          Access(firewall_rule, client_ip, bool(yes)))
+        target, _ = reach_side(cmd, stack, kw, 'target')
         return _plan_and_execute(cmd, lambda: migration.plan_restore(
             target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
             target_database, databases, pg_bin_dir), dry_run)
@@ -215,15 +200,12 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
                   target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    access = Access(firewall_rule, client_ip, bool(yes))
     has_target = bool(target_server or target_host)
     methods = ['plain', 'directory'] if method == 'both' else [method]
     sections = []
     with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                          access)
-        target = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                       access)[0] if has_target else None
+        source, _ = reach_side(cmd, stack, kw, 'source')
+        target = reach_side(cmd, stack, kw, 'target')[0] if has_target else None
         for m in methods:
             opts = _options(m, jobs, no_roles, no_owner, no_acl, if_exists)
             folder = Path(work_dir or 'pgdump') / m if len(methods) > 1 else Path(work_dir or 'pgdump')
@@ -255,12 +237,9 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
            target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    access = Access(firewall_rule, client_ip, bool(yes))
     with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = reach(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert), source_admin_password,
-                          access)
-        target, _ = reach(cmd, stack, _side('target', kw, resource_group_name, ssl_root_cert), target_admin_password,
-                          access)
+        source, _ = reach_side(cmd, stack, kw, 'source')
+        target, _ = reach_side(cmd, stack, kw, 'target')
         try:
             with catalog.connect(source) as conn:
                 names = databases or [d.name for d in catalog.user_databases(conn)]
@@ -272,20 +251,6 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
     return result
 
 
-def _reach_for_check(cmd, stack, args, password, access, checks):
-    """reach(), but a refusal becomes a failed check instead of an error: check changes nothing."""
-    try:
-        endpoint, server = reach(cmd, stack, args, password, access)
-    except (AzureConnectionError, RequiredArgumentMissingError) as err:
-        fix = err.recommendations[0] if getattr(err, 'recommendations', None) else None
-        if 'no pg_hba.conf entry' in str(err):
-            fix = 'Run with --firewall-rule auto (the default of run): it opens a temporary rule for this address.'
-        checks.append(preflight.Check(f'{args.side}-connection', 'fail', str(err), fix))
-        return None, None
-    checks.append(preflight.Check(f'{args.side}-connection', 'pass', f'Connected to {endpoint.name} as {endpoint.user}.'))
-    return endpoint, server
-
-
 def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=False, if_exists='fail', work_dir=None,
           pg_bin_dir=None, ssl_root_cert=None, source_admin_password=None, target_admin_password=None,
           firewall_rule='none', client_ip=None, yes=False,
@@ -295,61 +260,13 @@ def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=Fal
           target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    access, checks, jobs = Access(firewall_rule, client_ip, bool(yes)), [], int(jobs or min(os.cpu_count() or 2, 8))
+    checks, jobs = [], int(jobs or min(os.cpu_count() or 2, 8))
     with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = _reach_for_check(cmd, stack, _side('source', kw, resource_group_name, ssl_root_cert),
-                                     source_admin_password, access, checks)
-        target, target_server_info = _reach_for_check(cmd, stack, _side('target', kw, resource_group_name,
-                                                                        ssl_root_cert),
-                                                      target_admin_password, access, checks)
+        source, _ = checks_wiring.reach_for_check(cmd, stack, kw, 'source', checks)
+        target, target_server_info = checks_wiring.reach_for_check(cmd, stack, kw, 'target', checks)
         if source and target:
-            _checks_with_both(cmd, source, target, target_server_info, databases, jobs, no_roles, if_exists,
-                              Path(work_dir or '.'), pg_bin_dir, checks)
+            checks_wiring.checks_with_both(cmd, source, target, target_server_info, databases, jobs, no_roles,
+                                           if_exists, Path(work_dir or '.'), pg_bin_dir, checks)
     result = preflight.as_result(checks)
     _fail_after_output(cmd, result)
     return result
-
-
-def _preflight_or_fail(cmd, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir):
-    """`check` before `run` touches anything: a failed check stops it with every fix at once."""
-    _progress(cmd)('Checking the servers and this machine before starting (--skip-check skips this)...')
-    checks = []
-    work = Path(work_dir) if work_dir else Path.cwd()
-    _checks_with_both(cmd, source, target, target_server, databases, opts.jobs, not opts.roles, if_exists, work,
-                      pg_bin_dir, checks)
-    for c in checks:
-        if c.status == 'warn':
-            logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
-    failed = [c for c in checks if c.status == 'fail']
-    if failed:
-        raise ValidationError('The migration would fail: ' + ' '.join(f'[{c.name}] {c.message}' for c in failed),
-                              recommendation=' '.join(c.fix for c in failed if c.fix) or None)
-
-
-def _checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, if_exists, work, pg_bin_dir, checks):
-    # pylint: disable=too-many-arguments
-    with catalog.connect(source) as src:
-        smajor, dbs = catalog.server_major(src), catalog.user_databases(src)
-        checks.append(preflight.connections(src, 'source', jobs))
-    if names:
-        dbs = [d for d in dbs if d.name in names]
-    with catalog.connect(target) as tgt:
-        tmajor = catalog.server_major(tgt)
-        checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
-        checks += preflight.target_privileges(tgt, not no_roles)
-        allow = preload = None
-        if target_server is not None and target_server.kind == 'flexible':
-            allow_value = parameters.get_parameter(cmd.cli_ctx, target_server, 'azure.extensions')
-            allow = None if allow_value is None else {x.strip() for x in allow_value.split(',') if x.strip()}
-            preload = parameters.get_parameter(cmd.cli_ctx, target_server, 'shared_preload_libraries')
-        fix_allow = parameters.set_command(target_server, 'azure.extensions') if target_server else ''
-        fix_preload = (parameters.set_command(target_server, 'shared_preload_libraries') +
-                       f' && az postgres flexible-server restart -g {target_server.resource_group} '
-                       f'-n {target_server.name}') if target_server else ''
-        checks += preflight.extensions(preflight.used_extensions(source, [d.name for d in dbs]), tgt, allow,
-                                       preload, fix_allow, fix_preload)
-        checks.append(preflight.existing_databases([d.name for d in dbs], catalog.database_names(tgt), if_exists))
-        checks.append(preflight.collations(dbs, tgt))
-        checks.append(preflight.connections(tgt, 'target', jobs))
-    checks.append(preflight.disk_space(source, [d.name for d in dbs], work))
-    checks.append(preflight.lock_headroom(source, [d.name for d in dbs]))

@@ -80,3 +80,19 @@ def reach(cmd, stack, args: SideArgs, password: Optional[str], access: Access):
             return _probe(endpoint, args.side, attempts=4), server
         except catalog.ConnectError as again:
             raise _connect_error(again, args.side) from again
+
+
+def side_args(side: str, kw: dict) -> SideArgs:
+    """One side's arguments from a verb's keyword arguments (--source-* or --target-*, and the shared ones)."""
+    return SideArgs(side=side, server=kw.get(f'{side}_server'),
+                    resource_group=kw.get(f'{side}_resource_group') or kw.get('resource_group_name'),
+                    server_type=kw.get(f'{side}_server_type') or 'auto', host=kw.get(f'{side}_host'),
+                    port=kw.get(f'{side}_port'), user=kw.get(f'{side}_admin_user'),
+                    ssl_mode=kw.get(f'{side}_ssl_mode') or 'require', ssl_root_cert=kw.get('ssl_root_cert'),
+                    auth_type=kw.get(f'{side}_auth_type') or 'password')
+
+
+def reach_side(cmd, stack, kw, side):
+    """reach() for one side, from the verb's own arguments (its locals())."""
+    access = Access(kw.get('firewall_rule') or 'auto', kw.get('client_ip'), bool(kw.get('yes')))
+    return reach(cmd, stack, side_args(side, kw), kw.get(f'{side}_admin_password'), access)

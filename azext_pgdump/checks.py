@@ -1,0 +1,70 @@
+"""The checks of `check`, also run by `run` before it starts. Wiring between arm/ and pg/preflight."""
+from pathlib import Path
+
+from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMissingError, ValidationError
+from knack.log import get_logger
+
+from azext_pgdump.arm import parameters
+from azext_pgdump.pg import catalog, preflight, tools
+from azext_pgdump.reach import reach_side
+
+logger = get_logger(__name__)
+
+
+def reach_for_check(cmd, stack, kw, side, checks):
+    """reach(), but a refusal becomes a failed check instead of an error: check changes nothing."""
+    try:
+        endpoint, server = reach_side(cmd, stack, kw, side)
+    except (AzureConnectionError, RequiredArgumentMissingError) as err:
+        fix = err.recommendations[0] if getattr(err, 'recommendations', None) else None
+        if 'no pg_hba.conf entry' in str(err):
+            fix = 'Run with --firewall-rule auto (the default of run): it opens a temporary rule for this address.'
+        checks.append(preflight.Check(f'{side}-connection', 'fail', str(err), fix))
+        return None, None
+    checks.append(preflight.Check(f'{side}-connection', 'pass', f'Connected to {endpoint.name} as {endpoint.user}.'))
+    return endpoint, server
+
+
+def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir):
+    """`check` before `run` touches anything: a failed check stops it with every fix at once."""
+    progress('Checking the servers and this machine before starting (--skip-check skips this)...')
+    checks = []
+    work = Path(work_dir) if work_dir else Path.cwd()
+    checks_with_both(cmd, source, target, target_server, databases, opts.jobs, not opts.roles, if_exists, work,
+                     pg_bin_dir, checks)
+    for c in checks:
+        if c.status == 'warn':
+            logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
+    failed = [c for c in checks if c.status == 'fail']
+    if failed:
+        raise ValidationError('The migration would fail: ' + ' '.join(f'[{c.name}] {c.message}' for c in failed),
+                              recommendation=' '.join(c.fix for c in failed if c.fix) or None)
+
+
+def checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, if_exists, work, pg_bin_dir, checks):
+    # pylint: disable=too-many-arguments
+    with catalog.connect(source) as src:
+        smajor, dbs = catalog.server_major(src), catalog.user_databases(src)
+        checks.append(preflight.connections(src, 'source', jobs))
+    if names:
+        dbs = [d for d in dbs if d.name in names]
+    with catalog.connect(target) as tgt:
+        tmajor = catalog.server_major(tgt)
+        checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
+        checks += preflight.target_privileges(tgt, not no_roles)
+        allow = preload = None
+        if target_server is not None and target_server.kind == 'flexible':
+            allow_value = parameters.get_parameter(cmd.cli_ctx, target_server, 'azure.extensions')
+            allow = None if allow_value is None else {x.strip() for x in allow_value.split(',') if x.strip()}
+            preload = parameters.get_parameter(cmd.cli_ctx, target_server, 'shared_preload_libraries')
+        fix_allow = parameters.set_command(target_server, 'azure.extensions') if target_server else ''
+        fix_preload = (parameters.set_command(target_server, 'shared_preload_libraries') +
+                       f' && az postgres flexible-server restart -g {target_server.resource_group} '
+                       f'-n {target_server.name}') if target_server else ''
+        checks += preflight.extensions(preflight.used_extensions(source, [d.name for d in dbs]), tgt, allow,
+                                       preload, fix_allow, fix_preload)
+        checks.append(preflight.existing_databases([d.name for d in dbs], catalog.database_names(tgt), if_exists))
+        checks.append(preflight.collations(dbs, tgt))
+        checks.append(preflight.connections(tgt, 'target', jobs))
+    checks.append(preflight.disk_space(source, [d.name for d in dbs], work))
+    checks.append(preflight.lock_headroom(source, [d.name for d in dbs]))
