@@ -81,13 +81,7 @@ def _plan_and_execute(cmd, build, dry_run, verify_after=False):
         raise AzureConnectionError(str(err)) from err
     if dry_run:
         return plan.as_dict()
-    result = migration.execute(plan, _progress(cmd))
-    if verify_after and result['status'] == 'succeeded':
-        _progress(cmd)('Verifying the target against the source...')
-        result['verify'] = verify_databases(plan.source, plan.target, [d.name for d in plan.databases],
-                                            jobs=plan.opts.jobs)
-        if result['verify']['status'] == 'failed':
-            result['status'] = 'failed'
+    result = migration.execute(plan, _progress(cmd), verify=verify_after)
     _fail_after_output(cmd, result)
     return result
 

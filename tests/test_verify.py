@@ -62,3 +62,35 @@ def test_checksum_catches_a_changed_value(migrated):
     assert verify(migrated)[0] == 0  # same counts, same objects
     code, result, _ = verify(migrated, "--checksum")
     assert code == 1 and "table sales.customer: checksum differs" in result["databases"][0]["differences"][0]
+
+
+def test_run_verify_counts_the_source_in_the_snapshot_the_dump_read(world, rich_source, tmp_path):
+    """A row written while pg_dump waits is neither copied nor counted: no false alarm."""
+    import subprocess
+    import time
+    from tests.infra.azcli import AZ
+    locker = rich_source.connect("appdb", autocommit=False)
+    locker.execute("LOCK TABLE sales.audit IN ACCESS EXCLUSIVE MODE")
+    proc = subprocess.Popen([str(AZ), "postgres", "dumprestore", "run", *sides(world), "--databases", "appdb",
+                             "--if-exists", "drop", "--yes", "--no-roles", "--pg-bin-dir", str(bindir(15)),
+                             "--work-dir", str(tmp_path / "wd"), "--verify", "-o", "json"],
+                            env=world.az.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not rich_source.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb' "
+                                      "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'")[0][0]:
+            assert time.time() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        rich_source.execute("INSERT INTO sales.customer (name) VALUES ('written during the dump')", dbname="appdb")
+    finally:
+        locker.close()
+    out, err = proc.communicate(timeout=300)
+    try:
+        assert proc.returncode == 0, err
+        result = json.loads(out)
+        db = result["databases"][0]
+        assert result["verify"]["status"] == "passed" and db["verify"]["differences"] == []
+        customers = next(t for t in db["verify"]["tables"] if t["table"] == "sales.customer")
+        assert customers["sourceRows"] == customers["targetRows"] == 300  # the source has 301 now
+    finally:
+        rich_source.execute("DELETE FROM sales.customer WHERE name = 'written during the dump'", dbname="appdb")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from azext_pgdump.pg import catalog, errorlog, plan as planner, roles, tools, workdir
+from azext_pgdump.pg import verify as verification
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
 from azext_pgdump.pg.plan import Options, Step
@@ -256,57 +257,117 @@ class _Report:
                 'durationSeconds': round(time.monotonic() - started, 2)}
 
 
-def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0) -> dict:
+class _Snapshots:
+    """With verification: one open source transaction per database. pg_dump reads its snapshot (--snapshot)
+    and verify counts the source in it, so writes during the migration cannot raise false alarms."""
+
+    def __init__(self, plan: Plan, enabled: bool):
+        self.plan, self.enabled, self.open = plan, enabled and plan.source is not None, {}
+
+    def step_for(self, step: Step) -> Step:
+        if not self.enabled or step.name not in ('dump', 'transfer'):
+            return step
+        conn = catalog.connect(self.plan.source, step.database)
+        conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+        snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
+        self.open[step.database] = (conn, snapshot)
+        return replace(step, argv=step.argv + [f'--snapshot={snapshot}'])
+
+    def verify(self, database: str) -> dict:
+        _, snapshot = self.open.get(database, (None, None))
+        jobs = self.plan.opts.jobs
+        try:
+            return verification.compare(database,
+                                        verification.inventory(self.plan.source, database, jobs=jobs, snapshot=snapshot),
+                                        verification.inventory(self.plan.target, database, jobs=jobs))
+        finally:
+            self.release(database)
+
+    def release(self, database: str) -> None:
+        conn, _ = self.open.pop(database, (None, None))
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        for database in list(self.open):
+            self.release(database)
+
+
+def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0, verify: bool = False) -> dict:
     secrets = {side: ep.secret_env() for side, ep in (('source', plan.source), ('target', plan.target)) if ep}
     secret_values = [ep.password for ep in (plan.source, plan.target) if ep and ep.password]
     runner = Runner(secrets, progress, interval)
     report, started = _Report(plan), time.monotonic()
+    snapshots = _Snapshots(plan, verify)
     if plan.mode != 'restore':  # a restore reads the manifest; it never rewrites what the dump wrote
         workdir.write_manifest(plan.workdir, _manifest(plan, 'running'))
-    for step in plan.steps:
-        db = report.dbs.get(step.database) if step.database else None
-        if db is not None and db['status'] == 'failed':
-            continue
-        progress(f'{step.description}...')
-        if step.name.startswith('roles-') and report.roles['status'] == 'failed':
-            continue  # nothing to clean or restore after a failed roles dump
-        if step.name == 'roles-clean':
-            try:
-                report.roles.update(_clean_roles(step))
-            except (OSError, ValueError) as err:
-                report.roles.update(status='failed', failedStep=step.name, error=str(err))
-            continue
-        result = runner.run(step)
-        progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'
-                 + (f', {human(result.bytes_written)} written' if step.output else ''))
-        error = _mask(result.stderr_tail.strip(), secret_values)
-        if db is None:
-            _record_roles_step(report.roles, step, result, error)
-            continue
-        db['durations'][step.name] = round(result.seconds, 2)
-        if step.name in ('dump', 'transfer'):
-            db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
-        if step.name == 'transfer':
-            _record_restore(db, step.pipe, result.pipe, _mask(result.pipe.stderr_tail.strip(), secret_values),
-                            plain=True)
-            if result.returncode != 0 and db['status'] != 'failed':
-                db.update(status='failed', failedStep='dump', error=error)
-        elif step.name == 'restore':
-            db.setdefault('dumpPath', step.input)
-            db.setdefault('dumpBytes', size_of(step.input))
-            _record_restore(db, step, result, error, plain=step.argv[0].endswith('psql'))
-        elif result.returncode != 0:
-            db.update(status='failed', failedStep=step.name, error=error)
-        if db['status'] != 'failed' and step.name == 'analyze':
-            db['status'] = 'succeeded'
-        if plan.mode == 'dump' and step.name == 'dump' and db['status'] != 'failed':
-            db['status'] = 'succeeded'
+    try:
+        for step in plan.steps:
+            _execute_step(plan, step, report, runner, snapshots, progress, secret_values)
+    finally:
+        snapshots.close()
     out = report.as_dict(started)
+    if verify:
+        checked = [d['verify'] for d in out['databases'] if 'verify' in d]
+        out['verify'] = {'status': 'failed' if any(c['status'] == 'failed' for c in checked) else 'passed',
+                         'databases': checked}
     if plan.mode == 'restore':
         (plan.workdir / 'restore-result.json').write_text(summary_json(out))
     else:
         workdir.write_manifest(plan.workdir, dict(_manifest(plan, out['status']), result=out))
     return out
+
+
+def _execute_step(plan, step, report, runner, snapshots, progress, secret_values):
+    # pylint: disable=too-many-arguments
+    db = report.dbs.get(step.database) if step.database else None
+    if db is not None and db['status'] == 'failed':
+        return
+    if step.name.startswith('roles-') and report.roles['status'] == 'failed':
+        return  # nothing to clean or restore after a failed roles dump
+    progress(f'{step.description}...')
+    if step.name == 'roles-clean':
+        try:
+            report.roles.update(_clean_roles(step))
+        except (OSError, ValueError) as err:
+            report.roles.update(status='failed', failedStep=step.name, error=str(err))
+        return
+    result = runner.run(snapshots.step_for(step))
+    progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'
+             + (f', {human(result.bytes_written)} written' if step.output else ''))
+    error = _mask(result.stderr_tail.strip(), secret_values)
+    if db is None:
+        _record_roles_step(report.roles, step, result, error)
+        return
+    _record_db_step(db, step, result, error, _mask(result.pipe.stderr_tail.strip(), secret_values)
+                    if result.pipe else '')
+    if db['status'] == 'failed':
+        snapshots.release(step.database)
+    elif step.name == 'analyze':
+        db['status'] = 'succeeded'
+        if snapshots.enabled:
+            progress(f'Verifying {step.database} against the source...')
+            db['verify'] = snapshots.verify(step.database)
+            if db['verify']['status'] == 'failed':
+                db.update(status='failed', failedStep='verify', error='; '.join(db['verify']['differences'][:3]))
+    elif plan.mode == 'dump' and step.name == 'dump':
+        db['status'] = 'succeeded'
+
+
+def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str) -> None:
+    db['durations'][step.name] = round(result.seconds, 2)
+    if step.name in ('dump', 'transfer'):
+        db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
+    if step.name == 'transfer':
+        _record_restore(db, step.pipe, result.pipe, pipe_error, plain=True)
+        if result.returncode != 0 and db['status'] != 'failed':
+            db.update(status='failed', failedStep='dump', error=error)
+    elif step.name == 'restore':
+        db.setdefault('dumpPath', step.input)
+        db.setdefault('dumpBytes', size_of(step.input))
+        _record_restore(db, step, result, error, plain=step.argv[0].endswith('psql'))
+    elif result.returncode != 0:
+        db.update(status='failed', failedStep=step.name, error=error)
 
 
 def _record_roles_step(roles_report: dict, step: Step, result, error: str) -> None:

@@ -39,8 +39,17 @@ _TABLES = ("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n
 _CHECKSUM = "SELECT coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} t"
 
 
-def _table_rows(endpoint, dbname, tables, checksum) -> dict:
+def in_snapshot(conn, snapshot):
+    """Make `conn` see the database as the transaction that exported `snapshot` sees it."""
+    if snapshot:
+        conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+        conn.execute(sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(snapshot)))
+    return conn
+
+
+def _table_rows(endpoint, dbname, tables, checksum, snapshot=None) -> dict:
     with catalog.connect(endpoint, dbname) as conn:
+        in_snapshot(conn, snapshot)
         out = {}
         for schema, name in tables:
             ident = sql.Identifier(schema, name)
@@ -50,8 +59,10 @@ def _table_rows(endpoint, dbname, tables, checksum) -> dict:
         return out
 
 
-def inventory(endpoint, dbname: str, checksum: bool = False, jobs: int = 2) -> dict:
+def inventory(endpoint, dbname: str, checksum: bool = False, jobs: int = 2, snapshot=None) -> dict:
+    """With `snapshot` (exported by a transaction still open), rows are counted as that transaction saw them."""
     with catalog.connect(endpoint, dbname) as conn:
+        in_snapshot(conn, snapshot)
         objects = {kind: conn.execute(q).fetchone()[0] for kind, q in OBJECT_QUERIES.items()}
         extensions = dict(conn.execute('SELECT extname, extversion FROM pg_extension').fetchall())
         sequences = {f'{s}.{n}': v for s, n, v in conn.execute(
@@ -61,7 +72,7 @@ def inventory(endpoint, dbname: str, checksum: bool = False, jobs: int = 2) -> d
     chunks = [tables[i::jobs] for i in range(max(jobs, 1))]
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         rows = {}
-        for part in pool.map(lambda chunk: _table_rows(endpoint, dbname, chunk, checksum), chunks):
+        for part in pool.map(lambda chunk: _table_rows(endpoint, dbname, chunk, checksum, snapshot), chunks):
             rows.update(part)
     return {'objects': objects, 'extensions': extensions, 'sequences': sequences, 'rows': rows}
 
