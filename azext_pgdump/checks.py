@@ -5,7 +5,7 @@ from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMiss
 from knack.log import get_logger
 
 from azext_pgdump.arm import parameters
-from azext_pgdump.pg import catalog, preflight, tools
+from azext_pgdump.pg import catalog, migration, preflight, tools
 from azext_pgdump.reach import reach_side
 
 logger = get_logger(__name__)
@@ -27,6 +27,10 @@ def reach_for_check(cmd, stack, kw, side, checks):
 
 def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir):
     """`check` before `run` touches anything: a failed check stops it with every fix at once."""
+    try:
+        migration.ensure_distinct(source, target)
+    except migration.MigrationError as err:
+        raise ValidationError(str(err), recommendation=err.recommendation) from err
     progress('Checking the servers and this machine before starting (--skip-check skips this)...')
     checks = []
     work = Path(work_dir) if work_dir else Path.cwd()
@@ -47,7 +51,11 @@ def checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, 
         smajor, dbs = catalog.server_major(src), catalog.user_databases(src)
         checks.append(preflight.connections(src, 'source', jobs))
     if names:
-        dbs = [d for d in dbs if d.name in names]
+        try:
+            dbs = migration.select_databases(dbs, names)
+        except migration.MigrationError as err:
+            checks.append(preflight.Check('databases', 'fail', str(err), err.recommendation))
+            return
     with catalog.connect(target) as tgt:
         tmajor = catalog.server_major(tgt)
         checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
@@ -63,8 +71,11 @@ def checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, 
                        f'-n {target_server.name}') if target_server else ''
         checks += preflight.extensions(preflight.used_extensions(source, [d.name for d in dbs]), tgt, allow,
                                        preload, fix_allow, fix_preload)
-        checks.append(preflight.existing_databases([d.name for d in dbs], catalog.database_names(tgt), if_exists))
-        checks.append(preflight.collations(dbs, tgt))
+        existing = catalog.database_names(tgt)
+        checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists))
+        # Only databases run will create need the source's locale on the target.
+        created = [d for d in dbs if d.name not in existing or (if_exists == 'drop' and d.name != 'postgres')]
+        checks.append(preflight.collations(created, tgt))
         checks.append(preflight.connections(tgt, 'target', jobs))
     checks.append(preflight.disk_space(source, [d.name for d in dbs], work))
     checks.append(preflight.lock_headroom(source, [d.name for d in dbs]))

@@ -4,8 +4,9 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError, RequiredArgumentMissingError,
-                                       ValidationError)
+import psycopg
+from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError, InvalidArgumentValueError,
+                                       RequiredArgumentMissingError, ValidationError)
 from knack.log import get_logger
 
 from azext_pgdump import checks as checks_wiring
@@ -36,8 +37,15 @@ def list_databases(cmd, resource_group_name=None, server_name=None, server_type=
 
 # ----- run, dump, restore ------------------------------------------------------------------------------
 
+def _jobs(jobs) -> int:
+    if jobs is not None and int(jobs) < 1:
+        raise InvalidArgumentValueError(f'--jobs must be 1 or more, not {jobs}.',
+                                        recommendation='Leave it out to use the number of cores (at most 8).')
+    return int(jobs or min(os.cpu_count() or 2, 8))
+
+
 def _options(method, jobs, no_roles, no_owner, no_acl, if_exists) -> Options:
-    return Options(method=method, jobs=int(jobs or min(os.cpu_count() or 2, 8)), roles=not no_roles,
+    return Options(method=method, jobs=_jobs(jobs), roles=not no_roles,
                    no_owner=bool(no_owner), no_acl=bool(no_acl), if_exists=if_exists or 'fail')
 
 
@@ -237,10 +245,13 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
         try:
             with catalog.connect(source) as conn:
                 names = databases or [d.name for d in catalog.user_databases(conn)]
-            result = verify_databases(source, target, names, bool(checksum), int(jobs or 2))
+            result = verify_databases(source, target, names, bool(checksum), _jobs(jobs))
         except catalog.ConnectError as err:
             raise AzureConnectionError(str(err), recommendation='Check that every database exists on both '
                                                                 'servers (--databases).') from err
+        except psycopg.Error as err:
+            raise ValidationError(f'Verification stopped: {err}', recommendation='The login must be able to read '
+                                  'every table of both databases.') from err
     _fail_after_output(cmd, result)
     return result
 
@@ -254,7 +265,7 @@ def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=Fal
           target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    checks, jobs = [], int(jobs or min(os.cpu_count() or 2, 8))
+    checks, jobs = [], _jobs(jobs)
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = checks_wiring.reach_for_check(cmd, stack, kw, 'source', checks)
         target, target_server_info = checks_wiring.reach_for_check(cmd, stack, kw, 'target', checks)

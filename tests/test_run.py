@@ -195,3 +195,31 @@ def test_restore_refuses_an_unfinished_dump_and_a_missing_file(world, mig):
     proc = mig.az("postgres", "dumprestore", "restore", *mig.target("vm"), "--dump-file", str(mig.tmp / "nope.sql"),
                   "--target-database", "nope", "--pg-bin-dir", str(bindir(18)))
     assert proc.returncode != 0 and "nope.sql does not exist" in proc.stderr
+
+
+def test_a_work_dir_holding_another_migration_is_refused_unless_reused(world, mig):
+    wd = mig.tmp / "twice"
+    first = mig.run("vm", "--databases", SECOND_DB, "--no-roles", "--work-dir", str(wd), "--if-exists", "drop",
+                    "--yes", "--method", "plain")
+    assert first.returncode == 0, first.stderr
+    again = mig.run("vm", "--databases", SECOND_DB, "--no-roles", "--work-dir", str(wd), "--if-exists", "drop",
+                    "--yes", "--method", "plain")
+    assert again.returncode != 0 and "already holds a migration" in again.stderr
+    assert "--reuse-work-dir" in again.stderr
+    reused = mig.run("vm", "--databases", SECOND_DB, "--no-roles", "--work-dir", str(wd), "--if-exists", "drop",
+                     "--yes", "--method", "plain", "--reuse-work-dir")
+    assert reused.returncode == 0, reused.stderr
+
+
+def test_verify_full_tls_with_a_ca_file(world, mig):
+    proc = mig.run("vm", "--databases", SECOND_DB, "--dry-run", "--ssl-root-cert", str(world.certs.ca),
+                   "--source-ssl-mode", "verify-full", "--target-ssl-mode", "verify-full", "--if-exists", "drop")
+    assert proc.returncode == 0, proc.stderr
+    dump = next(s for s in result_of(proc)["steps"] if s["name"] == "dump")
+    assert "sslmode=verify-full" in dump["argv"][-1] and f"sslrootcert={world.certs.ca}" in dump["argv"][-1]
+    wrong_ca = mig.tmp / "other-ca.pem"
+    from tests.infra.certs import make_certs
+    wrong_ca.write_bytes(make_certs(mig.tmp / "other").ca.read_bytes())
+    proc = mig.run("vm", "--databases", SECOND_DB, "--dry-run", "--ssl-root-cert", str(wrong_ca),
+                   "--source-ssl-mode", "verify-full")
+    assert proc.returncode != 0 and "SSL error" in proc.stderr  # the server certificate is not from that CA

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
+import psycopg
+
 from azext_pgdump.pg import catalog, errorlog, plan as planner, roles, tools, workdir
 from azext_pgdump.pg import verify as verification
 from azext_pgdump.pg.catalog import Database
@@ -47,7 +49,7 @@ class Plan:
                 'steps': [dict(s.as_dict(), secretEnv=['PGPASSWORD']) if s.argv else s.as_dict() for s in self.steps]}
 
 
-def _select(available: list, names: Optional[list]) -> list:
+def select_databases(available: list, names: Optional[list]) -> list:
     if not names:
         return available
     by_name = {d.name: d for d in available}
@@ -89,7 +91,7 @@ def _check_existing(dbs: list, existing: set, opts: Options) -> None:
 
 def _source_facts(source: Endpoint, names):
     with catalog.connect(source) as conn:
-        return catalog.server_major(conn), _select(catalog.user_databases(conn), names), \
+        return catalog.server_major(conn), select_databases(catalog.user_databases(conn), names), \
             not catalog.can_read_pg_authid(conn)
 
 
@@ -112,12 +114,16 @@ def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
     return wd
 
 
-def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
-             reuse_work_dir=False, pg_bin_dir=None, create=True) -> Plan:
+def ensure_distinct(source: Endpoint, target: Endpoint) -> None:
     if (source.host.lower(), source.port) == (target.host.lower(), target.port):
         raise MigrationError(f'The source and the target are the same server ({source.name}).',
                              'Name two different servers: a migration into its own source would drop or duplicate '
                              'its data.')
+
+
+def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
+             reuse_work_dir=False, pg_bin_dir=None, create=True) -> Plan:
+    ensure_distinct(source, target)
     smajor, dbs, no_passwords = _source_facts(source, names)
     tmajor, existing_dbs = _target_facts(target)
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
@@ -171,6 +177,9 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         dbs, inputs, needed = [Database(target_database, 'UTF8', '', '')], {target_database: (dump_file, fmt)}, tmajor
         # The errors log goes beside the dump unless --work-dir says otherwise; that folder is not ours to chmod.
         wd = workdir.prepare(work_dir, True) if work_dir else dump_file.resolve().parent
+        if not os.access(wd, os.W_OK):
+            raise MigrationError(f'{wd} is not writable: the errors log goes there.',
+                                 'Pass --work-dir with a folder you can write to.')
         has_roles, method = False, 'plain' if fmt == 'plain' else 'directory'
     else:
         wd = Path(work_dir).resolve()
@@ -182,7 +191,7 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         if manifest.get('status') != 'succeeded' or unfinished:
             raise MigrationError(f"The dump in {wd} did not finish{': ' + ', '.join(unfinished) if unfinished else ''}"
                                  '; restoring it would give a partial copy.', 'Run `az postgres dumprestore dump` again.')
-        dbs = _select([Database(**d['database']) for d in manifest['databases']], names)
+        dbs = select_databases([Database(**d['database']) for d in manifest['databases']], names)
         inputs = {d['database']['name']: (wd / d['dump'], d['format']) for d in manifest['databases']}
         needed = max(tmajor, manifest['utilitiesMajor'])
         has_roles, method = (wd / 'roles.raw.sql').exists(), manifest['method']
@@ -268,8 +277,14 @@ class _Snapshots:
         if not self.enabled or step.name not in ('dump', 'transfer'):
             return step
         conn = catalog.connect(self.plan.source, step.database)
-        conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-        snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
+        try:
+            conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+            snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
+        except psycopg.Error as err:
+            conn.close()
+            raise MigrationError(f'Could not export a snapshot of {step.database} for --verify: {err}',
+                                 'Run without --verify, and verify afterwards with `az postgres dumprestore verify`.') \
+                from err
         self.open[step.database] = (conn, snapshot)
         return replace(step, argv=step.argv + [f'--snapshot={snapshot}'])
 
@@ -279,7 +294,11 @@ class _Snapshots:
         try:
             return verification.compare(database,
                                         verification.inventory(self.plan.source, database, jobs=jobs, snapshot=snapshot),
-                                        verification.inventory(self.plan.target, database, jobs=jobs))
+                                        verification.inventory(self.plan.target, database, jobs=jobs),
+                                        live_source=True)
+        except (psycopg.Error, catalog.ConnectError) as err:
+            return {'name': database, 'status': 'failed', 'differences': [f'verification failed: {err}'],
+                    'notes': [], 'tables': []}
         finally:
             self.release(database)
 

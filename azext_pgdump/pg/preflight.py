@@ -104,6 +104,8 @@ def _locale_key(name: str) -> str:
 
 def collations(source_dbs, target_conn) -> Check:
     wanted = {d.collate for d in source_dbs} | {d.ctype for d in source_dbs}
+    if not wanted:
+        return _ok('collations', 'No database will be created on the target.')
     known = {_locale_key(r[0]) for r in target_conn.execute(
         "SELECT collcollate FROM pg_collation WHERE collcollate IS NOT NULL UNION SELECT datcollate FROM pg_database "
         "UNION SELECT datctype FROM pg_database UNION SELECT 'C' UNION SELECT 'POSIX'").fetchall()}

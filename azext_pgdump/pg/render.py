@@ -8,6 +8,7 @@ from azext_pgdump.pg.plan import Step
 
 PROMPT_VARS = {'source': 'SOURCE_PGPASSWORD', 'target': 'TARGET_PGPASSWORD'}
 CHECKED_PROGRAMS = ('pg_dump', 'pg_dumpall', 'pg_restore', 'psql')
+STOP_ON_FAILURE = frozenset({'roles-dump', 'roles-existing', 'roles-clean', 'dump', 'drop', 'create', 'transfer'})
 
 
 def ps_quote(arg: str) -> str:
@@ -34,7 +35,7 @@ class Bash(_Shell):
     quote = staticmethod(shlex.quote)
 
     def preamble(self):
-        lines = ['set -u', 'umask 077  # dumps hold data, roles files password hashes']
+        lines = ['set -u -o pipefail', 'umask 077  # dumps hold data, roles files password hashes']
         for side in self.sides():
             ep = getattr(self.plan, side)
             lines.append(f'read -rs -p {shlex.quote(f"Password for {ep.user} on {ep.name}: ")} '
@@ -56,9 +57,11 @@ class Bash(_Shell):
         return ' '.join(words)
 
     def command(self, step: Step):
-        if step.pipe:
-            return f'{self._one(step, False)} | tee {shlex.quote(step.stdout)} | {self._one(step.pipe)}'
-        return self._one(step)
+        line = f'{self._one(step, False)} | tee {shlex.quote(step.stdout)} | {self._one(step.pipe)}' \
+            if step.pipe else self._one(step)
+        # Like run: stop at a failed dump, drop or create. A restore goes on (pg_restore exits 1 on harmless
+        # errors); its errors log is read next.
+        return line + (' || exit 1' if step.name in STOP_ON_FAILURE else '')
 
     def check_log(self, path):
         return f"grep -E 'ERROR|FATAL' {shlex.quote(path)} || echo {shlex.quote(f'No errors in {path}')}"
