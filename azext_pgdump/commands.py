@@ -15,6 +15,7 @@ def _migration_table(result):
              "Dump MB": round(d.get("dumpBytes", 0) / 1048576, 1),
              "Seconds": round(sum(d["durations"].values()), 1),
              "Errors (real/harmless)": f'{d.get("errors", {}).get("real", 0)}/{d.get("errors", {}).get("harmless", 0)}',
+             **({"Verified": d.get("verify", {}).get("status", "")} if "verify" in result else {}),
              } for d in result["databases"]]
 
 

@@ -3,7 +3,7 @@
 Starts a PostgreSQL 15 server behind a Single Server gateway and a PostgreSQL 18 server as a Flexible
 Server, both configured like Azure, and a local HTTPS ARM emulator that az is logged in to. Then it
 creates a sample database on the Single Server, lists the databases of both servers through az,
-migrates everything with `az postgres dumprestore run`, and compares row counts."""
+migrates everything with `az postgres dumprestore run --verify`, and compares row counts."""
 import shlex
 import sys
 import tempfile
@@ -53,7 +53,7 @@ def main():
             "postgres", "dumprestore", "run", "-g", RESOURCE_GROUP,
             "--source-server", "single1", "--source-host", gw.host, "--source-port", str(gw.port),
             "--target-server", "flex1", "--target-host", flex.host, "--target-port", str(flex.port),
-            "--pg-bin-dir", str(bindir(18)), "--work-dir", str(work), "-o", "table",
+            "--pg-bin-dir", str(bindir(18)), "--work-dir", str(work), "--verify", "-o", "table",
             env=env_progress, check=False, timeout=900)
         print(proc.stderr.replace("WARNING: Command group 'postgres dumprestore' is in preview and under "
                                   "development. Reference and support levels: https://aka.ms/CLI_refstatus\n", ""),
