@@ -174,3 +174,17 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(gated, tmp_path
     gated.az.json("postgres", "dumprestore", "cleanup", "--ids", gated.single.id)
     assert not gated.single.firewall_rules
     gated.emulator.set_firewall_rule(gated.flexible, "office", delete=True)
+
+
+def test_private_access_server_gets_no_rule_and_a_message(gated):
+    gated.emulator.set_firewall_rule(gated.single, "office", "127.0.0.1", "127.0.0.1")
+    gated.flexible.public_network_access = "Disabled"
+    since = len(gated.emulator.requests)
+    try:
+        proc = gated.az.run(*run_args(gated, "--dry-run", "--yes"), check=False)
+    finally:
+        gated.flexible.public_network_access = "Enabled"
+        gated.emulator.set_firewall_rule(gated.single, "office", delete=True)
+    assert proc.returncode != 0 and "public network access disabled" in proc.stderr
+    assert "virtual network" in proc.stderr
+    assert our_rule_calls(gated, since) == []
