@@ -97,6 +97,8 @@ long-summary: >
 examples:
   - name: Remove leftover rules from a Flexible Server.
     text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver
+  - name: Only rules older than two hours, while other migrations may be running.
+    text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver --older-than 120
   - name: The same for a server given by its resource ID, showing what was removed as a table.
     text: >
       az postgres dumprestore cleanup -o table --ids

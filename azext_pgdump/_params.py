@@ -51,6 +51,11 @@ def load_arguments(self, _):
             c.argument('server_type', server_type_type)
             c.argument('ids', ids_type)
 
+    with self.argument_context('postgres dumprestore cleanup') as c:
+        c.argument('older_than', options_list=['--older-than'], type=float,
+                   help='Only rules at least this many minutes old, so that a migration still running elsewhere '
+                        'keeps its rule. Default: 0 (every rule this tool created).')
+
     with self.argument_context('postgres dumprestore clean-roles') as c:
         c.argument('input_file', options_list=['--input'], help='The file pg_dumpall --roles-only wrote.')
         c.argument('output_file', options_list=['--output-file'],

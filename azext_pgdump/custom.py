@@ -161,11 +161,11 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
             target_database, databases, pg_bin_dir), dry_run)
 
 
-def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None):
+def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None, older_than=0):
     """Remove the temporary firewall rules a killed run left behind; rules this tool did not create stay."""
     server = servers.get_server(cmd.cli_ctx, _server_ref(resource_group_name, server_name, server_type, ids))
     removed = []
-    for rule in firewall.leftover_rules(cmd.cli_ctx, server):
+    for rule in firewall.leftover_rules(cmd.cli_ctx, server, float(older_than or 0)):
         firewall.delete_rule(cmd.cli_ctx, server, rule.name)
         removed.append({'name': rule.name, 'startIpAddress': rule.start_ip_address,
                         'endIpAddress': rule.end_ip_address, 'server': server.name})

@@ -168,6 +168,9 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(gated, tmp_path
         locker.close()
     left = [n for n in gated.flexible.firewall_rules if n.startswith(PREFIX)]
     assert len(left) == 1
+    kept = gated.az.json("postgres", "dumprestore", "cleanup", "-g", RESOURCE_GROUP, "-s", "flex1",
+                         "--older-than", "60")
+    assert kept == [] and left[0] in gated.flexible.firewall_rules  # too young: a run may still use it
     removed = gated.az.json("postgres", "dumprestore", "cleanup", "-g", RESOURCE_GROUP, "-s", "flex1")
     assert [r["name"] for r in removed] == left
     assert list(gated.flexible.firewall_rules) == ["office"]

@@ -74,3 +74,20 @@ def test_pg_restore_own_failures_are_real_even_beside_harmless_ones(tmp_path):
     report = errorlog.read(log)
     assert (report.total, report.harmless, report.real) == (2, 1, 1)
     assert "end of file" in report.real_samples[0]
+
+
+def test_cmd_quoting_under_delayed_expansion():
+    from azext_pgdump.pg.render import cmd_quote, ps_quote
+    assert cmd_quote('a "b" 100%') == '"a \\"b\\" 100%%"'
+    assert cmd_quote("hi! ^x") == '"hi^! ^^x"'  # ! and ^ only need carets in a token holding a !
+    assert cmd_quote("a^b") == '"a^b"'
+    assert ps_quote("it's $HOME") == "'it''s $HOME'"
+
+
+def test_rule_names_carry_their_age_and_only_ours_have_one():
+    import time
+    from azext_pgdump.arm.firewall import new_rule_name, rule_age_minutes
+    assert rule_age_minutes(new_rule_name()) < 1
+    hour_ago = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() - 3600))
+    assert 59 < rule_age_minutes(f"azext-pgdump-{hour_ago}-abcdef") < 61
+    assert rule_age_minutes("office") is None and rule_age_minutes("azext-pgdump-manual") is None

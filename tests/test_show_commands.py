@@ -88,7 +88,8 @@ def test_powershell_quoting_and_hidden_prompt(world, awkward_db):
 
 def test_cmd_quoting_and_password_from_environment(world, awkward_db):
     script = show(world, "--databases", AWKWARD, "--shell", "cmd", "--if-exists", "drop").stdout
-    assert "if not defined SOURCE_PGPASSWORD" in script and 'set "PGPASSWORD=%SOURCE_PGPASSWORD%"' in script
+    assert "if not defined SOURCE_PGPASSWORD" in script and 'set "PGPASSWORD=!SOURCE_PGPASSWORD!"' in script
+    assert script.index("setlocal EnableDelayedExpansion") < script.index("PGPASSWORD=")
     assert '\\"db\\"' in script and "REM " in script
     assert world.single.pg.admin_password not in script
 

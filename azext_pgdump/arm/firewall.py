@@ -2,6 +2,7 @@
 
 Rules this tool creates carry a recognisable name (prefix, UTC timestamp, random part), so that
 `cleanup` can remove what a killed run left behind and nothing else."""
+import calendar
 import ipaddress
 import re
 import secrets
@@ -75,6 +76,17 @@ def temporary_rule(cli_ctx, server, ip: str):
                              server.resource_group, server.name)
 
 
-def leftover_rules(cli_ctx, server) -> list:
-    return [r for r in _rules_client(cli_ctx, server).list_by_server(server.resource_group, server.name)
-            if r.name.startswith(RULE_PREFIX)]
+def rule_age_minutes(name: str):
+    """Minutes since a rule of ours was created, from its name; None for a name we did not make."""
+    match = re.match(re.escape(RULE_PREFIX) + r'(\d{14})-[0-9a-f]{6}$', name)
+    if not match:
+        return None
+    created = calendar.timegm(time.strptime(match.group(1), '%Y%m%d%H%M%S'))  # names carry UTC
+    return max(time.time() - created, 0) / 60
+
+
+def leftover_rules(cli_ctx, server, older_than_minutes: float = 0) -> list:
+    """Rules this tool made, at least `older_than_minutes` old (a run still going keeps its rule)."""
+    rules = _rules_client(cli_ctx, server).list_by_server(server.resource_group, server.name)
+    ages = ((r, rule_age_minutes(r.name)) for r in rules)
+    return [r for r, age in ages if age is not None and age >= older_than_minutes]

@@ -17,8 +17,12 @@ def ps_quote(arg: str) -> str:
 
 def cmd_quote(arg: str) -> str:
     # Inside double quotes cmd takes & | < > ^ literally; % must be doubled in a batch file, and the
-    # programs' own parser (MSVCRT) reads \" as a quote character.
-    return '"' + arg.replace('%', '%%').replace('"', '\\"') + '"'
+    # programs' own parser (MSVCRT) reads \" as a quote character. The script enables delayed expansion
+    # (so that passwords are never re-parsed): then ! and, in a token holding one, ^ need a caret.
+    arg = arg.replace('%', '%%').replace('"', '\\"')
+    if '!' in arg:
+        arg = arg.replace('^', '^^').replace('!', '^!')
+    return '"' + arg + '"'
 
 
 class _Shell:
@@ -115,7 +119,7 @@ class Cmd(_Shell):
     quote = staticmethod(cmd_quote)
 
     def preamble(self):
-        lines = []
+        lines = ['setlocal EnableDelayedExpansion']
         for side in self.sides():
             var = PROMPT_VARS[side]
             lines.append(f'REM Set {var} to the password of {getattr(self.plan, side).user} first '
@@ -125,7 +129,8 @@ class Cmd(_Shell):
         return lines
 
     def _one(self, step: Step):
-        sets = [f'set "PGPASSWORD=%{PROMPT_VARS[step.side]}%"'] if step.side in self.sides() \
+        # !VAR! expands after parsing: a password with " & | ^ cannot break the line or run anything.
+        sets = [f'set "PGPASSWORD=!{PROMPT_VARS[step.side]}!"'] if step.side in self.sides() \
             and step.argv[0] != 'az' else []
         sets += [f'set "{k}={v}"' for k, v in step.env.items()]
         words = [cmd_quote(a) for a in _stdout_as_option(step).argv]
