@@ -46,7 +46,8 @@ class Plan:
                 'utilities': {'version': self.tools.version, 'bindir': str(self.tools.bindir)},
                 'source': side(self.source, self.source_major), 'target': side(self.target, self.target_major),
                 'databases': [d.name for d in self.databases],
-                'steps': [dict(s.as_dict(), secretEnv=['PGPASSWORD']) if s.argv else s.as_dict() for s in self.steps]}
+                'steps': [dict(s.as_dict(), secretEnv=['PGPASSWORD']) if s.needs_password else s.as_dict()
+                          for s in self.steps]}
 
 
 def select_databases(available: list, names: Optional[list]) -> list:
@@ -106,8 +107,8 @@ def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
         return Path(work_dir or 'pgdump')
     wd = workdir.prepare(work_dir or workdir.default_path(), reuse)
     if method == 'directory':  # pg_dump -Fd refuses a folder that exists; never delete a user's dump for it
-        old = [planner.files_for(wd, d.name, method).dump.name for d in dbs
-               if planner.files_for(wd, d.name, method).dump.exists()]
+        dumps = (planner.files_for(wd, d.name, method).dump for d in dbs)
+        old = [dump.name for dump in dumps if dump.exists()]
         if old:
             raise MigrationError(f"{wd} already holds {', '.join(old)} from an earlier dump.",
                                  'Remove them, or choose another --work-dir.')

@@ -33,6 +33,11 @@ class Step:
     pipe: Optional['Step'] = None  # a step that reads this one's stdout as it is written (stdout is teed)
     env: dict = field(default_factory=dict)   # non-secret environment for the child
 
+    @property
+    def needs_password(self) -> bool:
+        """A PostgreSQL utility logging in as `side` (not the in-process roles clean-up)."""
+        return bool(self.argv) and self.argv[0] != 'az'
+
     def as_dict(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if v not in (None, {}, []) and k != 'pipe'}
         if self.pipe:

@@ -34,6 +34,10 @@ class _Shell:
     def sides(self):
         return [s for s in ('source', 'target') if getattr(self.plan, s) is not None]
 
+    def password_var(self, step):
+        """The variable that holds the password this step logs in with, or None."""
+        return PROMPT_VARS[step.side] if step.needs_password and step.side in self.sides() else None
+
 
 class Bash(_Shell):
     quote = staticmethod(shlex.quote)
@@ -48,20 +52,20 @@ class Bash(_Shell):
         return lines
 
     def _env(self, step):
-        pairs = [f'PGPASSWORD="${PROMPT_VARS[step.side]}"'] if step.side in self.sides() and step.argv[0] != 'az' \
-            else []
+        var = self.password_var(step)
+        pairs = [f'PGPASSWORD="${var}"'] if var else []
         return pairs + [f'{k}={shlex.quote(v)}' for k, v in step.env.items()]
 
-    def _one(self, step: Step, redirect_out=True):
+    def _one(self, step: Step):
         words = self._env(step) + [shlex.quote(a) for a in step.argv]
-        if step.stdout and redirect_out and not step.pipe:
+        if step.stdout and not step.pipe:  # a piped step's stdout goes through tee
             words.append(f'> {shlex.quote(step.stdout)}')
         if step.stderr:
             words.append(f'2> {shlex.quote(step.stderr)}')
         return ' '.join(words)
 
     def command(self, step: Step):
-        line = f'{self._one(step, False)} | tee {shlex.quote(step.stdout)} | {self._one(step.pipe)}' \
+        line = f'{self._one(step)} | tee {shlex.quote(step.stdout)} | {self._one(step.pipe)}' \
             if step.pipe else self._one(step)
         # Like run: stop at a failed dump, drop or create. A restore goes on (pg_restore exits 1 on harmless
         # errors); its errors log is read next.
@@ -87,8 +91,8 @@ class PowerShell(_Shell):
         return lines
 
     def _env(self, step):
-        sets = [f'$env:PGPASSWORD = ${PROMPT_VARS[step.side]}'] if step.side in self.sides() \
-            and step.argv[0] != 'az' else []
+        var = self.password_var(step)
+        sets = [f'$env:PGPASSWORD = ${var}'] if var else []
         return sets + [f'$env:{k} = {ps_quote(v)}' for k, v in step.env.items()]
 
     def _one(self, step: Step):
@@ -96,7 +100,7 @@ class PowerShell(_Shell):
         if step.stderr:
             words.append(f'2> {ps_quote(step.stderr)}')
         cleanup = [f'Remove-Item Env:{k}' for k in step.env]
-        if step.side in self.sides() and step.argv[0] != 'az':
+        if self.password_var(step):
             cleanup.append('Remove-Item Env:PGPASSWORD')
         return '; '.join(self._env(step) + [' '.join(words)] + cleanup)
 
@@ -130,8 +134,8 @@ class Cmd(_Shell):
 
     def _one(self, step: Step):
         # !VAR! expands after parsing: a password with " & | ^ cannot break the line or run anything.
-        sets = [f'set "PGPASSWORD=!{PROMPT_VARS[step.side]}!"'] if step.side in self.sides() \
-            and step.argv[0] != 'az' else []
+        var = self.password_var(step)
+        sets = [f'set "PGPASSWORD=!{var}!"'] if var else []
         sets += [f'set "{k}={v}"' for k, v in step.env.items()]
         words = [cmd_quote(a) for a in _stdout_as_option(step).argv]
         if step.stderr:
@@ -193,7 +197,7 @@ def structured(plan) -> list:
     out = []
     for step in plan.steps:
         item = step.as_dict()
-        secret = {'PGPASSWORD': f'<{step.side} password>'} if step.argv and step.argv[0] != 'az' else {}
+        secret = {'PGPASSWORD': f'<{step.side} password>'} if step.needs_password else {}
         item['environment'] = {**step.env, **secret}
         out.append(item)
     return out

@@ -55,7 +55,8 @@ class PgServer:
         return self.base / "server.log"
 
     def _pg(self, program: str, *args: str, timeout: int = 120) -> None:
-        subprocess.run([str(self.bindir / program), *args], check=True, timeout=timeout,
+        # cwd: the server user may not enter the caller's folder (a mktemp clone, root's home).
+        subprocess.run([str(self.bindir / program), *args], check=True, timeout=timeout, cwd=self.base,
                        stdout=subprocess.DEVNULL, **osuser.run_kwargs())
 
     def start(self) -> "PgServer":
