@@ -26,7 +26,8 @@ def reach_for_check(cmd, stack, kw, side, checks):
 
 
 def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir):
-    """`check` before `run` touches anything: a failed check stops it with every fix at once."""
+    """`check` before `run` touches anything: a failed check stops it with every fix at once. Returns the
+    facts the checks read, for the plan."""
     try:
         migration.ensure_distinct(source, target)
     except migration.MigrationError as err:
@@ -34,8 +35,8 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     progress('Checking the servers and this machine before starting (--skip-check skips this)...')
     checks = []
     work = Path(work_dir) if work_dir else Path.cwd()
-    checks_with_both(cmd, source, target, target_server, databases, opts.jobs, not opts.roles, if_exists, work,
-                     pg_bin_dir, checks)
+    facts = checks_with_both(cmd, source, target, target_server, databases, opts.jobs, not opts.roles, if_exists,
+                             work, pg_bin_dir, checks)
     for c in checks:
         if c.status == 'warn':
             logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
@@ -43,21 +44,21 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     if failed:
         raise ValidationError('The migration would fail: ' + ' '.join(f'[{c.name}] {c.message}' for c in failed),
                               recommendation=' '.join(c.fix for c in failed if c.fix) or None)
+    return facts
 
 
 def checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, if_exists, work, pg_bin_dir, checks):
+    """Append every check that needs both servers; return the migration.Facts read (None if unknown)."""
     # pylint: disable=too-many-arguments
+    try:
+        facts = migration.inspect(source, target, names)
+    except migration.MigrationError as err:
+        checks.append(preflight.Check('databases', 'fail', str(err), err.recommendation))
+        return None
+    smajor, dbs, tmajor, existing = facts.source_major, facts.databases, facts.target_major, facts.existing
     with catalog.connect(source) as src:
-        smajor, dbs = catalog.server_major(src), catalog.user_databases(src)
         checks.append(preflight.connections(src, 'source', jobs))
-    if names:
-        try:
-            dbs = migration.select_databases(dbs, names)
-        except migration.MigrationError as err:
-            checks.append(preflight.Check('databases', 'fail', str(err), err.recommendation))
-            return
     with catalog.connect(target) as tgt:
-        tmajor = catalog.server_major(tgt)
         checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
         checks += preflight.target_privileges(tgt, not no_roles)
         allow = preload = None
@@ -71,7 +72,6 @@ def checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, 
                        f'-n {target_server.name}') if target_server else ''
         checks += preflight.extensions(preflight.used_extensions(source, [d.name for d in dbs]), tgt, allow,
                                        preload, fix_allow, fix_preload)
-        existing = catalog.database_names(tgt)
         checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists))
         # Only databases run will create need the source's locale on the target.
         created = [d for d in dbs if d.name not in existing or (if_exists == 'drop' and d.name != 'postgres')]

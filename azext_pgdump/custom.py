@@ -117,11 +117,11 @@ def migrate(cmd, resource_group_name=None, databases=None, method='directory', j
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, target_server = reach_side(cmd, stack, kw, 'target')
-        if not skip_check:
-            checks_wiring.preflight_or_fail(cmd, _progress(cmd), source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir)
+        facts = None if skip_check else checks_wiring.preflight_or_fail(
+            cmd, _progress(cmd), source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
-            create=not dry_run), dry_run, verify_after=verify)
+            create=not dry_run, facts=facts), dry_run, verify_after=verify)
 
 
 def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,

@@ -101,6 +101,22 @@ def _target_facts(target: Endpoint):
         return catalog.server_major(conn), catalog.database_names(conn)
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What planning a run needs to know of both servers; read once, by the checks or by the plan."""
+    source_major: int
+    databases: list          # catalog.Database, the ones to migrate
+    no_role_passwords: bool  # the source login cannot read pg_authid (Azure)
+    target_major: int
+    existing: set            # database names on the target
+
+
+def inspect(source: Endpoint, target: Endpoint, names=None) -> Facts:
+    smajor, dbs, no_passwords = _source_facts(source, names)
+    tmajor, existing = _target_facts(target)
+    return Facts(smajor, dbs, no_passwords, tmajor, existing)
+
+
 def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
     """Created (and guarded) for execution; only named for show-commands, which must not touch the disk."""
     if not create:
@@ -123,10 +139,11 @@ def ensure_distinct(source: Endpoint, target: Endpoint) -> None:
 
 
 def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
-             reuse_work_dir=False, pg_bin_dir=None, create=True) -> Plan:
+             reuse_work_dir=False, pg_bin_dir=None, create=True, facts: Optional[Facts] = None) -> Plan:
     ensure_distinct(source, target)
-    smajor, dbs, no_passwords = _source_facts(source, names)
-    tmajor, existing_dbs = _target_facts(target)
+    facts = facts or inspect(source, target, names)
+    smajor, dbs, no_passwords = facts.source_major, facts.databases, facts.no_role_passwords
+    tmajor, existing_dbs = facts.target_major, facts.existing
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
@@ -191,7 +208,8 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         unfinished = [d['name'] for d in manifest.get('result', {}).get('databases', []) if d['status'] != 'succeeded']
         if manifest.get('status') != 'succeeded' or unfinished:
             raise MigrationError(f"The dump in {wd} did not finish{': ' + ', '.join(unfinished) if unfinished else ''}"
-                                 '; restoring it would give a partial copy.', 'Run `az postgres dumprestore dump` again.')
+                                 '; restoring it would give a partial copy.',
+                                 'Run `az postgres dumprestore dump` again.')
         dbs = select_databases([Database(**d['database']) for d in manifest['databases']], names)
         inputs = {d['database']['name']: (wd / d['dump'], d['format']) for d in manifest['databases']}
         needed = max(tmajor, manifest['utilitiesMajor'])
@@ -293,10 +311,9 @@ class _Snapshots:
         _, snapshot = self.open.get(database, (None, None))
         jobs = self.plan.opts.jobs
         try:
-            return verification.compare(database,
-                                        verification.inventory(self.plan.source, database, jobs=jobs, snapshot=snapshot),
-                                        verification.inventory(self.plan.target, database, jobs=jobs),
-                                        live_source=True)
+            source = verification.inventory(self.plan.source, database, jobs=jobs, snapshot=snapshot)
+            target = verification.inventory(self.plan.target, database, jobs=jobs)
+            return verification.compare(database, source, target, live_source=True)
         except (psycopg.Error, catalog.ConnectError) as err:
             return {'name': database, 'status': 'failed', 'differences': [f'verification failed: {err}'],
                     'notes': [], 'tables': []}
