@@ -145,6 +145,25 @@ examples:
       --target-login pgadmin --existing-roles existing_roles.txt
 """
 
+helps['postgres dumprestore clean-dump'] = """
+type: command
+short-summary: Make a dump restorable by a non-superuser Azure admin (the step show-commands prints).
+long-summary: >
+  Leaves out what only concerns Azure's service roles (ALTER SCHEMA public OWNER TO azure_superuser, which
+  pg_dump 15+ writes for every PostgreSQL 9.5-14 source, and ALTER DEFAULT PRIVILEGES FOR ROLE azure_superuser)
+  and orders the rest for a non-superuser: a `pg_restore --list` file is split into the schemas with their
+  grants (restored first) and everything else; a plain SQL script gets its ALTER ... OWNER TO statements moved
+  after every GRANT. Prints what it left out.
+examples:
+  - name: Split a directory dump's table of contents into two passes.
+    text: >
+      pg_restore --list --file=appdb.toc.list appdb.dir &&
+      az postgres dumprestore clean-dump --input appdb.toc.list --output-file appdb.toc.rest.list
+      --schemas-file appdb.toc.schemas.list
+  - name: Clean a plain dump as it streams into psql.
+    text: pg_dump -d "$SRC" | az postgres dumprestore clean-dump | psql -d "$DST"
+"""
+
 helps['postgres dumprestore verify'] = """
 type: command
 short-summary: Prove that the target holds what the source holds, database by database.

@@ -67,6 +67,14 @@ def load_arguments(self, _):
                    help='A file with the roles the target has, one per line (psql -At -c "SELECT rolname FROM '
                         'pg_roles"): they are not created again.')
 
+    with self.argument_context('postgres dumprestore clean-dump') as c:
+        c.argument('input_file', options_list=['--input'],
+                   help='A pg_restore --list file, or a plain SQL dump (- or nothing: standard input).')
+        c.argument('output_file', options_list=['--output-file'],
+                   help='Where to write the result (- or nothing: standard output); for a list, the second pass.')
+        c.argument('schemas_file', options_list=['--schemas-file'],
+                   help='For a list: where to write the first pass (the schemas and their grants).')
+
     for verb in ('run', 'dump', 'restore', 'show-commands', 'verify', 'check'):
         with self.argument_context(f'postgres dumprestore {verb}') as c:
             c.argument('resource_group_name', resource_group_name_type, id_part=None,
@@ -106,6 +114,11 @@ def load_arguments(self, _):
             c.argument('work_dir', options_list=['--work-dir'],
                        help='Folder for dumps, roles.sql and errors logs. Default: a new pgdump-DATE-TIME folder.'
                        if verb != 'restore' else 'Folder written by `dump` (or `run`) to restore from.')
+            if verb in ('run', 'restore', 'show-commands', 'check'):
+                c.argument('locale_map', nargs='+', options_list=['--locale-map'],
+                           help='OLD=NEW pairs: create databases whose locale is OLD with NEW. Windows names such '
+                                'as "English_United States.1252" (Single Server) map to the target\'s UTF-8 locale '
+                                'of the same language and country (en_US.utf8) without it.')
             if verb != 'dump':
                 c.argument('if_exists', options_list=['--if-exists'],
                            arg_type=get_enum_type(['fail', 'drop', 'reuse']), default='fail',

@@ -5,7 +5,7 @@ from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMiss
 from knack.log import get_logger
 
 from azext_pgdump.arm import parameters
-from azext_pgdump.pg import catalog, migration, preflight, tools
+from azext_pgdump.pg import assessment, catalog, migration, preflight, tools
 from azext_pgdump.reach import reach_side
 
 logger = get_logger(__name__)
@@ -25,7 +25,7 @@ def reach_for_check(cmd, stack, kw, side, checks):
     return endpoint, server
 
 
-def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir):
+def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, work_dir, pg_bin_dir):
     """`check` before `run` touches anything: a failed check stops it with every fix at once. Returns the
     facts the checks read, for the plan."""
     try:
@@ -35,8 +35,7 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     progress('Checking the servers and this machine before starting (--skip-check skips this)...')
     checks = []
     work = Path(work_dir) if work_dir else Path.cwd()
-    facts = checks_with_both(cmd, source, target, target_server, databases, opts.jobs, not opts.roles, if_exists,
-                             work, pg_bin_dir, checks)
+    facts = checks_with_both(cmd, source, target, target_server, databases, opts, work, pg_bin_dir, checks)
     for c in checks:
         if c.status == 'warn':
             logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
@@ -47,17 +46,22 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     return facts
 
 
-def checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, if_exists, work, pg_bin_dir, checks):
+def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_bin_dir, checks):
     """Append every check that needs both servers; return the migration.Facts read (None if unknown)."""
     # pylint: disable=too-many-arguments
+    jobs, no_roles, if_exists = opts.jobs, not opts.roles, opts.if_exists
     try:
         facts = migration.inspect(source, target, names)
     except migration.MigrationError as err:
         checks.append(preflight.Check('databases', 'fail', str(err), err.recommendation))
         return None
     smajor, dbs, tmajor, existing = facts.source_major, facts.databases, facts.target_major, facts.existing
+    findings = assessment.read(source, [d.name for d in dbs], smajor)
     with catalog.connect(source) as src:
         checks.append(preflight.connections(src, 'source', jobs))
+    checks.append(assessment.readable(findings, source.user.rsplit('@', 1)[0] if source.kind == 'single'
+                                      else source.user))
+    checks += assessment.blockers(findings)
     with catalog.connect(target) as tgt:
         checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
         checks += preflight.target_privileges(tgt, not no_roles)
@@ -70,12 +74,14 @@ def checks_with_both(cmd, source, target, target_server, names, jobs, no_roles, 
         fix_preload = (parameters.set_command(target_server, 'shared_preload_libraries') +
                        f' && az postgres flexible-server restart -g {target_server.resource_group} '
                        f'-n {target_server.name}') if target_server else ''
-        checks += preflight.extensions(preflight.used_extensions(source, [d.name for d in dbs]), tgt, allow,
-                                       preload, fix_allow, fix_preload)
+        used = {k: v for f in findings for k, v in f.extensions.items()}
+        checks += preflight.extensions(used, tgt, allow, preload, fix_allow, fix_preload)
         checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists))
         # Only databases run will create need the source's locale on the target.
         created = [d for d in dbs if d.name not in existing or (if_exists == 'drop' and d.name != 'postgres')]
-        checks.append(preflight.collations(created, tgt))
+        checks.append(preflight.collations(created, facts.target_locales, opts.locale_map))
         checks.append(preflight.connections(tgt, 'target', jobs))
+    checks.append(assessment.search_path_safety(findings, tmajor))
     checks.append(preflight.disk_space(source, [d.name for d in dbs], work))
-    checks.append(preflight.lock_headroom(source, [d.name for d in dbs]))
+    checks.append(preflight.lock_headroom(findings))
+    return facts

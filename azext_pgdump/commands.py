@@ -39,5 +39,6 @@ def load_command_table(self, _):
         g.custom_command('cleanup', 'cleanup', validator=validate_server_reference)
         g.custom_command('show-commands', 'show_commands')
         g.custom_command('clean-roles', 'clean_roles')
+        g.custom_command('clean-dump', 'clean_dump')
         g.custom_command('verify', 'verify', table_transformer=_verify_table)
         g.custom_command('check', 'check', table_transformer=_check_table)

@@ -12,7 +12,7 @@ from knack.log import get_logger
 from azext_pgdump import checks as checks_wiring
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import catalog, migration, preflight, render, workdir
+from azext_pgdump.pg import catalog, locales, migration, preflight, render, workdir
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
 from azext_pgdump.pg.verify import verify as verify_databases
@@ -44,9 +44,14 @@ def _jobs(jobs) -> int:
     return int(jobs or min(os.cpu_count() or 2, 8))
 
 
-def _options(method, jobs, no_roles, no_owner, no_acl, if_exists) -> Options:
-    return Options(method=method, jobs=_jobs(jobs), roles=not no_roles,
-                   no_owner=bool(no_owner), no_acl=bool(no_acl), if_exists=if_exists or 'fail')
+def _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map=None) -> Options:
+    try:
+        overrides = locales.parse_overrides(locale_map)
+    except ValueError as err:
+        raise InvalidArgumentValueError(str(err), recommendation="For example --locale-map "
+                                        "'English_United States.1252=en_US.utf8'.") from err
+    return Options(method=method, jobs=_jobs(jobs), roles=not no_roles, no_owner=bool(no_owner), no_acl=bool(no_acl),
+                   if_exists=if_exists or 'fail', locale_map=overrides)
 
 
 def _progress(cmd):
@@ -104,21 +109,21 @@ def _confirm_drop(if_exists, yes):
 def migrate(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
-            firewall_rule='auto', client_ip=None, verify=False, skip_check=False,
+            firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
             target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists)
+    opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map)
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, target_server = reach_side(cmd, stack, kw, 'target')
         facts = None if skip_check else checks_wiring.preflight_or_fail(
-            cmd, _progress(cmd), source, target, target_server, databases, opts, if_exists, work_dir, pg_bin_dir)
+            cmd, _progress(cmd), source, target, target_server, databases, opts, work_dir, pg_bin_dir)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run, facts=facts), dry_run, verify_after=verify)
@@ -144,14 +149,14 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
             ssl_root_cert=None, dry_run=False, yes=False, target_admin_password=None, firewall_rule='auto',
             client_ip=None, target_server=None, target_resource_group=None, target_server_type='auto',
             target_host=None, target_port=None, target_admin_user=None, target_ssl_mode='require',
-            target_auth_type='password'):
+            target_auth_type='password', locale_map=None):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
     if not work_dir and not dump_file:
         raise RequiredArgumentMissingError('Nothing to restore.', recommendation=(
             'Pass --work-dir with the folder `az postgres dumprestore dump` wrote, or --dump-file with a file or '
             'directory made by pg_dump (and --target-database).'))
-    opts = _options('directory', jobs, no_roles, no_owner, no_acl, if_exists)
+    opts = _options('directory', jobs, no_roles, no_owner, no_acl, if_exists, locale_map)
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
@@ -181,6 +186,18 @@ def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None)
         raise FileOperationError(str(err), recommendation='Check --input, --output and --existing-roles.') from err
 
 
+def clean_dump(cmd, input_file='-', output_file='-', schemas_file=None):  # pylint: disable=unused-argument
+    """The dump clean-up of `run` as a command of its own, for the scripts show-commands prints."""
+    try:
+        left_out = migration.clean_dump_file(Path(input_file or '-'), Path(output_file or '-'),
+                                             Path(schemas_file) if schemas_file else None)
+    except OSError as err:
+        raise FileOperationError(str(err), recommendation='Check --input, --output-file and --schemas-file.') from err
+    for item in left_out:
+        logger.warning('left out: %s (Azure service object)', item)
+    return None
+
+
 def _explicit_structured_output():
     """-o json/jsonc/yaml on the command line: structured steps; otherwise the script as plain text."""
     args = sys.argv[1:]
@@ -195,7 +212,7 @@ def _explicit_structured_output():
 def show_commands(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
                   no_owner=False, no_acl=False, if_exists='fail', work_dir=None, pg_bin_dir=None, ssl_root_cert=None,
                   shell='bash', source_admin_password=None, target_admin_password=None, firewall_rule='none',
-                  client_ip=None, yes=False,
+                  client_ip=None, yes=False, locale_map=None,
                   source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
                   source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
                   target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -209,7 +226,7 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
         source, _ = reach_side(cmd, stack, kw, 'source')
         target = reach_side(cmd, stack, kw, 'target')[0] if has_target else None
         for m in methods:
-            opts = _options(m, jobs, no_roles, no_owner, no_acl, if_exists)
+            opts = _options(m, jobs, no_roles, no_owner, no_acl, if_exists, locale_map)
             folder = Path(work_dir or 'pgdump') / m if len(methods) > 1 else Path(work_dir or 'pgdump')
             try:
                 plan = migration.plan_run(source, target, opts, databases, folder, pg_bin_dir=pg_bin_dir,
@@ -258,20 +275,21 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
 
 def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=False, if_exists='fail', work_dir=None,
           pg_bin_dir=None, ssl_root_cert=None, source_admin_password=None, target_admin_password=None,
-          firewall_rule='none', client_ip=None, yes=False,
+          firewall_rule='none', client_ip=None, yes=False, locale_map=None,
           source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
           source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
           target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
           target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    checks, jobs = [], _jobs(jobs)
+    checks = []
+    opts = _options('directory', jobs, no_roles, False, False, if_exists, locale_map)
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = checks_wiring.reach_for_check(cmd, stack, kw, 'source', checks)
         target, target_server_info = checks_wiring.reach_for_check(cmd, stack, kw, 'target', checks)
         if source and target:
-            checks_wiring.checks_with_both(cmd, source, target, target_server_info, databases, jobs, no_roles,
-                                           if_exists, Path(work_dir or '.'), pg_bin_dir, checks)
+            checks_wiring.checks_with_both(cmd, source, target, target_server_info, databases, opts,
+                                           Path(work_dir or '.'), pg_bin_dir, checks)
     result = preflight.as_result(checks)
     _fail_after_output(cmd, result)
     return result

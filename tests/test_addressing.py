@@ -33,7 +33,7 @@ def plan(world, tmp_path_factory):
     dry_run.target_conn = ["--target-host", flex.host, "--target-port", str(flex.port),
                            "--target-admin-password", flex.admin_password]
     yield dry_run
-    world.single.pg.execute("DROP DATABASE addrdb WITH (FORCE)")
+    world.single.pg.drop_database("addrdb")
 
 
 def sides(result):

@@ -14,12 +14,13 @@ def chk(world):
     world.single.pg.execute("CREATE DATABASE chkdb OWNER pgadmin")
     with world.single.pg.connect("chkdb", superuser=False) as conn:
         conn.execute("CREATE EXTENSION pgcrypto; CREATE TABLE t (id int PRIMARY KEY)")
+    allowed = world.flexible.parameters["azure.extensions"]
     world.flexible.parameters["azure.extensions"] = "pgcrypto,hstore"
     world.vm_pg.execute("CREATE ROLE weak LOGIN CREATEDB PASSWORD 'weak-pw-1'")
     yield world
-    world.flexible.parameters["azure.extensions"] = ""
+    world.flexible.parameters["azure.extensions"] = allowed
     for pg in (world.single.pg, world.flexible.pg, world.vm_pg):
-        pg.execute("DROP DATABASE IF EXISTS chkdb WITH (FORCE)")
+        pg.drop_database("chkdb")
 
 
 def check(world, *extra, target="flexible", pg_bin=18):

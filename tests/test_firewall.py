@@ -28,7 +28,7 @@ def gated(world):
         server.enforce_firewall = False
         server.firewall_rules.clear()
         world.emulator.apply_firewall(server)
-        server.pg.execute("DROP DATABASE IF EXISTS fwdb WITH (FORCE)")  # other modules list every database
+        server.pg.drop_database("fwdb")  # other modules list every database
 
 
 def admin_connect(server):

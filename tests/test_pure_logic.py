@@ -1,26 +1,8 @@
-"""Pure logic beside the real-server tests: error-log classification, tool choice, file names."""
+"""Pure logic beside the real-server tests: tool choice, file names, quoting."""
 import pytest
 
-from azext_pgdump.pg import errorlog, tools, workdir
+from azext_pgdump.pg import tools, workdir
 from azext_pgdump.pg.endpoint import Endpoint
-
-
-def test_errors_log_separates_azure_noise_from_real_failures(tmp_path):
-    log = tmp_path / "db.errors.log"
-    log.write_text(
-        "pg_restore: error: could not execute query: ERROR:  must be owner of extension plpgsql\n"
-        "Command was: COMMENT ON EXTENSION plpgsql IS 'PL/pgSQL procedural language';\n"
-        'psql:/w/db.sql:12: ERROR:  relation "t" already exists\n'
-        'psql:/w/db.sql:40: ERROR:  role "ghost" does not exist\n'
-        "pg_restore: warning: errors ignored on restore: 3\n")
-    report = errorlog.read(log)
-    assert (report.total, report.harmless, report.real) == (3, 1, 2)
-    assert report.by_class == {"extension-owned-by-service": 1, "real": 2}
-    assert 'relation "t" already exists' in report.real_samples[0]
-
-
-def test_missing_errors_log_means_no_errors(tmp_path):
-    assert errorlog.read(tmp_path / "none.log").total == 0
 
 
 def fake_toolset(directory, version):
@@ -65,15 +47,6 @@ def test_conninfo_never_holds_the_password_and_quotes_values():
     assert "s3cret" not in info and "s3cret" not in repr(ep)
     assert "user='o\\'neil@srv'" in info and "dbname='my db'" in info
     assert ep.secret_env() == {"PGPASSWORD": "s3cret"}
-
-
-def test_pg_restore_own_failures_are_real_even_beside_harmless_ones(tmp_path):
-    log = tmp_path / "db.errors.log"
-    log.write_text("pg_restore: error: could not execute query: ERROR:  must be owner of extension plpgsql\n"
-                   "pg_restore: error: could not read from input file: end of file\n")
-    report = errorlog.read(log)
-    assert (report.total, report.harmless, report.real) == (2, 1, 1)
-    assert "end of file" in report.real_samples[0]
 
 
 def test_cmd_quoting_under_delayed_expansion():

@@ -6,11 +6,14 @@ import subprocess
 
 import pytest
 
+from tests.infra.locales import WINDOWS_LOCALE
 from tests.infra.pgbin import bindir
 from tests.infra.world import RESOURCE_GROUP
 from tests.migration_helpers import SECOND_DB, assert_same, result_of, write_pgpass
 
 RUN = ("postgres", "dumprestore", "run")
+# The VM (a plain PostgreSQL initialised with C.UTF-8) has no locale for the Single Server's Windows one.
+VM_LOCALE = {"vm": ["--locale-map", f"{WINDOWS_LOCALE}=C.UTF-8"], "flexible": []}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,8 @@ def mig(world, rich_source, tmp_path_factory):
 
         def run(self, target_kind, *extra, pg_bin=18, env=None):
             bins = ["--pg-bin-dir", str(bindir(pg_bin))] if pg_bin else []
-            return self.az(*RUN, *self.source(), *self.target(target_kind), *bins, *extra, "-o", "json", env=env)
+            return self.az(*RUN, *self.source(), *self.target(target_kind), *bins, *extra, *VM_LOCALE[target_kind],
+                           "-o", "json", env=env)
     return Mig()
 
 
@@ -66,25 +70,7 @@ def check_succeeded(proc, databases):
 
 
 @pytest.mark.parametrize("method", ["plain", "directory"])
-def test_single_15_to_flexible_18_all_databases(world, mig, method):
-    proc = mig.run("flexible", "--method", method, "--work-dir", str(mig.tmp / f"all-{method}"),
-                   "--if-exists", "drop", "--yes")
-    result = check_succeeded(proc, ["appdb", SECOND_DB, "postgres"])
-    assert result["sourceMajor"] == 15 and result["targetMajor"] == 18 and result["utilities"]["version"] == "18.6"
-    roles = result["roles"]
-    assert roles["status"] == "succeeded" and roles["errors"]["real"] == 0
-    assert {"azure_pg_admin", "azure_superuser", "azuresu", "replication"} <= set(roles["skippedService"])
-    assert "app_reader" in roles["needPassword"] + roles["skippedExisting"]  # created by the first run
-    with open(roles["file"], encoding="utf-8") as f:
-        cleaned = f.read()
-    assert "NOSUPERUSER" not in cleaned and "azure_superuser" not in cleaned.replace("not azure_superuser", "")
-    for db in ("appdb", SECOND_DB):
-        assert_same(world.single.pg, world.flexible.pg, db)
-    assert "Dump appdb" in proc.stderr  # progress on stderr
-
-
-@pytest.mark.parametrize("method", ["plain", "directory"])
-def test_single_15_to_vm_15_one_database(world, mig, method):
+def test_single_11_to_vm_15_one_database(world, mig, method):
     proc = mig.run("vm", "--method", method, "--databases", "appdb", "--work-dir", str(mig.tmp / f"one-{method}"),
                    "--if-exists", "drop", "--yes", pg_bin=15)
     check_succeeded(proc, ["appdb"])
@@ -161,7 +147,7 @@ def test_dump_on_one_agent_restore_on_another(world, mig):
     copy = mig.tmp / "split-copied"  # another agent gets the folder as an artifact
     shutil.copytree(wd, copy)
     proc = mig.az("postgres", "dumprestore", "restore", *mig.target("vm"), "--work-dir", str(copy),
-                  "--if-exists", "drop", "--yes", "--pg-bin-dir", str(bindir(15)), "-o", "json")
+                  "--if-exists", "drop", "--yes", "--pg-bin-dir", str(bindir(15)), *VM_LOCALE["vm"], "-o", "json")
     check_succeeded(proc, ["appdb"])
     assert_same(world.single.pg, world.vm_pg, "appdb")
 
@@ -170,7 +156,7 @@ def test_restore_a_plain_file_made_by_pg_dump(world, mig):
     dump = mig.tmp / "hand-made.sql"
     pg = world.single.pg
     subprocess.run([str(bindir(18) / "pg_dump"), f"--file={dump}", "--no-owner",
-                    f"--dbname=host={pg.host} port={pg.port} user=postgres dbname=appdb sslmode=require"],
+                    f"--dbname=host={pg.host} port={pg.port} user={pg.bootstrap} dbname=appdb sslmode=require"],
                    env=dict(os.environ, PGPASSWORD=pg.superuser_password), check=True, timeout=120)
     world.flexible.pg.execute("DROP DATABASE IF EXISTS appdb WITH (FORCE)")
     proc = mig.az("postgres", "dumprestore", "restore", *mig.target("flexible"), "--dump-file", str(dump),

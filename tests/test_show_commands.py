@@ -24,7 +24,7 @@ def awkward_db(world, rich_source):
                      "INSERT INTO \"it's $x\" SELECT g, 'v' || g FROM generate_series(1, 25) g")
     yield AWKWARD
     for pg in (rich_source, world.flexible.pg):
-        pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(AWKWARD)))
+        pg.drop_database(AWKWARD)
 
 
 def show(world, *extra, env=None):

@@ -21,6 +21,7 @@ class Database:
     ctype: str
     locale_provider: str = 'c'   # 'c' (libc), 'i' (ICU) or 'b' (builtin)
     icu_locale: str = ''
+    owner: str = ''
 
 
 def connect(endpoint: Endpoint, dbname: str = 'postgres') -> psycopg.Connection:
@@ -40,8 +41,8 @@ def databases(conn) -> list:
     provider = 'datlocprovider' if major >= 15 else "'c'"
     icu = ('coalesce(datlocale, \'\')' if major >= 17 else 'coalesce(daticulocale, \'\')') if major >= 15 else "''"
     rows = conn.execute(
-        f'SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype, {provider}::text, {icu} '
-        'FROM pg_database WHERE datallowconn AND has_database_privilege(datname, \'CONNECT\') '
+        f'SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype, {provider}::text, {icu}, '
+        'pg_get_userbyid(datdba) FROM pg_database WHERE datallowconn AND has_database_privilege(datname, \'CONNECT\') '
         'ORDER BY datname').fetchall()
     return [Database(*row) for row in rows]
 
@@ -52,6 +53,17 @@ def user_databases(conn) -> list:
 
 def database_names(conn) -> set:
     return {r[0] for r in conn.execute('SELECT datname FROM pg_database').fetchall()}
+
+
+def role_names(conn) -> set:
+    return {r[0] for r in conn.execute('SELECT rolname FROM pg_roles').fetchall()}
+
+
+def locales(conn) -> set:
+    """The libc locales a server can create databases with (what initdb found, and what its databases use)."""
+    return {r[0] for r in conn.execute(
+        "SELECT collcollate FROM pg_collation WHERE collcollate IS NOT NULL UNION SELECT datcollate FROM pg_database "
+        "UNION SELECT datctype FROM pg_database UNION SELECT 'C' UNION SELECT 'POSIX'").fetchall()}
 
 
 def can_read_pg_authid(conn) -> bool:

@@ -1,6 +1,7 @@
 """Plan and execute a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints."""
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Callable, Optional
 
 import psycopg
 
-from azext_pgdump.pg import catalog, errorlog, plan as planner, roles, tools, workdir
+from azext_pgdump.pg import catalog, dbprops, dumpclean, errorlog, locales, plan as planner, roles, tools, workdir
 from azext_pgdump.pg import verify as verification
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
@@ -37,6 +38,7 @@ class Plan:
     source_major: Optional[int] = None
     target_major: Optional[int] = None
     tools_major_needed: int = 0
+    notes: dict = None                 # database -> what the result says of it (owner, locale mapping, ...)
 
     def as_dict(self) -> dict:
         """The plan for --dry-run and show-commands: argv and the names of secret variables, no secret."""
@@ -45,7 +47,7 @@ class Plan:
         return {'mode': self.mode, 'workDir': str(self.workdir), 'method': self.opts.method, 'jobs': self.opts.jobs,
                 'utilities': {'version': self.tools.version, 'bindir': str(self.tools.bindir)},
                 'source': side(self.source, self.source_major), 'target': side(self.target, self.target_major),
-                'databases': [d.name for d in self.databases],
+                'databases': [d.name for d in self.databases], 'notes': self.notes or {},
                 'steps': [dict(s.as_dict(), secretEnv=['PGPASSWORD']) if s.needs_password else s.as_dict()
                           for s in self.steps]}
 
@@ -92,13 +94,15 @@ def _check_existing(dbs: list, existing: set, opts: Options) -> None:
 
 def _source_facts(source: Endpoint, names):
     with catalog.connect(source) as conn:
-        return catalog.server_major(conn), select_databases(catalog.user_databases(conn), names), \
-            not catalog.can_read_pg_authid(conn)
+        dbs = select_databases(catalog.user_databases(conn), names)
+        return catalog.server_major(conn), dbs, not catalog.can_read_pg_authid(conn), \
+            {d.name: dbprops.read(conn, d.name) for d in dbs}
 
 
 def _target_facts(target: Endpoint):
     with catalog.connect(target) as conn:
-        return catalog.server_major(conn), catalog.database_names(conn)
+        return catalog.server_major(conn), catalog.database_names(conn), catalog.role_names(conn), \
+            catalog.locales(conn)
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,51 @@ class Facts:
     no_role_passwords: bool  # the source login cannot read pg_authid (Azure)
     target_major: int
     existing: set            # database names on the target
+    properties: dict = None  # database -> dbprops.DatabaseProps (grants, settings, comment)
+    target_roles: frozenset = frozenset()
+    target_locales: frozenset = frozenset()
 
 
 def inspect(source: Endpoint, target: Endpoint, names=None) -> Facts:
-    smajor, dbs, no_passwords = _source_facts(source, names)
-    tmajor, existing = _target_facts(target)
-    return Facts(smajor, dbs, no_passwords, tmajor, existing)
+    smajor, dbs, no_passwords, props = _source_facts(source, names)
+    tmajor, existing, target_roles, target_locales = _target_facts(target)
+    return Facts(smajor, dbs, no_passwords, tmajor, existing, props, frozenset(target_roles),
+                 frozenset(target_locales))
+
+
+def unmapped_locales(dbs, available, overrides) -> list:
+    """(database, locale) pairs the target lacks and no mapping covers."""
+    return [(d.name, loc) for d in dbs for loc in sorted({d.collate, d.ctype})
+            if loc and locales.target_locale(loc, available, overrides) is None]
+
+
+def _as_created(db: Database, facts: Facts, opts: Options, login: str, roles_coming: bool) -> tuple:
+    """The database as the target creates it (locale mapped), the role to own it (None: the login),
+    and what the result says of both."""
+    notes, mapped = {}, {}
+    for loc in sorted({db.collate, db.ctype} - {''}):
+        new = locales.target_locale(loc, facts.target_locales, opts.locale_map)
+        if new is None:
+            raise MigrationError(f"The target has no locale {loc!r} (database {db.name}) and none maps to it.",
+                                 f"Pass --locale-map '{loc}=en_US.utf8' (or another locale the target has).")
+        if new != loc:
+            mapped[loc] = new
+    if mapped:
+        notes['localeMapped'] = mapped
+        db = replace(db, collate=mapped.get(db.collate, db.collate), ctype=mapped.get(db.ctype, db.ctype))
+    owner, why = db.owner, None
+    if opts.no_owner:
+        why = '--no-owner'
+    elif not owner or roles.is_service_role(owner):
+        why = f'on the source it belongs to the Azure service role {owner}'
+    elif owner != login and not roles_coming and owner not in facts.target_roles:
+        why = f'the role {owner} does not exist on the target (--no-roles)'
+    if why or owner == login:
+        owner = None
+    if why:
+        notes['ownerNote'] = f'owned by {login}: {why}'
+    notes['owner'] = owner or login
+    return db, owner, notes
 
 
 def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
@@ -146,30 +189,54 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     tmajor, existing_dbs = facts.target_major, facts.existing
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
+    login = _login(target)
+    created = {d.name: _as_created(d, facts, opts, login, opts.roles) for d in dbs}
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
+    notes = {}
     for db in dbs:
         files = planner.files_for(wd, db.name, opts.method)
+        as_created, owner, notes[db.name] = created[db.name]
+        create_steps = planner.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
         if opts.method == 'plain':
-            steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
-            steps += planner.streamed_steps(toolset, source, target, db, wd, opts)
-            continue
-        steps += planner.dump_steps(toolset, source, db, wd, opts)
-        steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
-        steps += planner.restore_steps(toolset, target, db.name, files.dump, files.errors_log, opts, plain=False)
+            steps += create_steps + planner.streamed_steps(toolset, source, target, db, wd, opts)
+        else:
+            steps += planner.dump_steps(toolset, source, db, wd, opts) + create_steps
+            steps += planner.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
+        steps += _properties(toolset, target, db.name, (facts.properties or {}).get(db.name), files, opts,
+                             notes[db.name], created=bool(create_steps))
     return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
-                tools_major_needed=max(smajor, tmajor))
+                tools_major_needed=max(smajor, tmajor), notes=notes)
+
+
+def _login(target: Endpoint) -> str:
+    return target.user.rsplit('@', 1)[0] if target.kind == 'single' else target.user
+
+
+def _properties(toolset, target, database, props, files, opts, notes, created: bool) -> list:
+    if not created:  # the service's own postgres, or --if-exists reuse: its owner and properties stay
+        notes.clear()
+        notes['reused'] = 'existing database restored into; its owner, grants, settings and comment are unchanged'
+        return []
+    if props is None:
+        return []
+    statements, left_out = dbprops.statements(props, database, acl=not opts.no_acl)
+    if left_out:
+        notes['leftOut'] = [{'object': x, 'reason': dumpclean.LEFT_OUT_REASON} for x in left_out]
+    return planner.properties_step(toolset, target, database, statements, files)
 
 
 def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_work_dir=False,
               pg_bin_dir=None, create=True) -> Plan:
-    smajor, dbs, no_passwords = _source_facts(source, names)
+    smajor, dbs, no_passwords, props = _source_facts(source, names)
     toolset = _choose_tools(smajor, pg_bin_dir)
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
         steps += planner.dump_steps(toolset, source, db, wd, opts)
-    return Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor, tools_major_needed=smajor)
+    plan = Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor, tools_major_needed=smajor)
+    plan.notes = {name: {'properties': p.as_dict()} for name, p in props.items()}
+    return plan
 
 
 def _input_format(path: Path) -> str:
@@ -183,7 +250,8 @@ def _input_format(path: Path) -> str:
 
 def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = None, dump_file: Optional[Path] = None,
                  target_database: Optional[str] = None, names=None, pg_bin_dir=None) -> Plan:
-    tmajor, existing_dbs = _target_facts(target)
+    tmajor, existing_dbs, target_roles, target_locales = _target_facts(target)
+    props = {}
     if dump_file:
         if not target_database:
             raise MigrationError('--target-database is required with --dump-file.',
@@ -212,19 +280,27 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
                                  'Run `az postgres dumprestore dump` again.')
         dbs = select_databases([Database(**d['database']) for d in manifest['databases']], names)
         inputs = {d['database']['name']: (wd / d['dump'], d['format']) for d in manifest['databases']}
+        props = {d['database']['name']: dbprops.DatabaseProps(**d['properties'])
+                 for d in manifest['databases'] if d.get('properties')}
         needed = max(tmajor, manifest['utilitiesMajor'])
         has_roles, method = (wd / 'roles.raw.sql').exists(), manifest['method']
     opts = replace(opts, method=method)
     toolset = _choose_tools(needed, pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
     steps = planner.roles_steps(toolset, target, target, wd, True)[1:] if opts.roles and has_roles else []
+    facts = Facts(0, dbs, True, tmajor, existing_dbs, props, frozenset(target_roles), frozenset(target_locales))
+    login, notes = _login(target), {}
     for db in dbs:
         dump, fmt = inputs[db.name]
-        steps += planner.create_steps(toolset, target, db, db.name in existing_dbs, opts)
-        steps += planner.restore_steps(toolset, target, db.name, dump, wd / f'{workdir.file_stem(db.name)}.errors.log',
-                                       opts, plain=fmt == 'plain')
+        files = planner.files_for(wd, db.name, method)
+        as_created, owner, notes[db.name] = _as_created(db, facts, opts, login, opts.roles and has_roles)
+        create_steps = planner.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
+        steps += create_steps
+        steps += planner.restore_steps(toolset, target, db.name, dump, files, opts, plain=fmt == 'plain')
+        steps += _properties(toolset, target, db.name, props.get(db.name), files, opts, notes[db.name],
+                             created=bool(create_steps))
     return Plan('restore', steps, toolset, wd, opts, dbs, target=target, target_major=tmajor,
-                tools_major_needed=needed)
+                tools_major_needed=needed, notes=notes)
 
 
 # ----- execution ------------------------------------------------------------------------------------
@@ -235,7 +311,8 @@ def _manifest(plan: Plan, status: str) -> dict:
             'method': plan.opts.method, 'utilitiesMajor': plan.tools.major, 'updatedAt': time.time(),
             'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
             'databases': [{'database': asdict(d), 'format': fmt,
-                           'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name}
+                           'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
+                           **((plan.notes or {}).get(d.name, {}) if plan.mode == 'dump' else {})}
                           for d in plan.databases]}
 
 
@@ -266,12 +343,54 @@ def _mask(text: str, secrets: list) -> str:
     return text
 
 
+def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path]) -> list:
+    """What the restore-clean step does, in `run` and in `az postgres dumprestore clean-dump`: a
+    pg_restore list is split in two passes (schemas first), a plain script streamed through the filter.
+    Returns what was left out."""
+    head = source.read_bytes()[:4096] if str(source) != '-' else b''
+    if head.startswith(b';') or b'\n; Selected TOC Entries' in head:
+        cleaned = dumpclean.clean_list(source.read_text(encoding='utf-8'))
+        for path, text in ((output, cleaned.rest), (schemas, cleaned.schemas)):
+            if path is not None:
+                _write_private(path, text.encode())
+        return cleaned.left_out
+    cleaner = dumpclean.PlainFilter()
+    with (sys.stdin.buffer if str(source) == '-' else source.open('rb')) as src, \
+            _open_output(output) as out:
+        while chunk := src.read(1 << 20):
+            out.write(cleaner.feed(chunk))
+        out.write(cleaner.close())
+    return cleaner.left_out
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'wb') as f:
+        f.write(data)
+
+
+def _open_output(path: Optional[Path]):
+    if path is None or str(path) == '-':
+        return os.fdopen(os.dup(sys.stdout.fileno()), 'wb')
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb')
+
+
+def _clean_dump(step: Step) -> list:
+    args = dict(a[2:].split('=', 1) for a in step.argv if a.startswith('--'))
+    optional = {k: Path(args[k]) if k in args else None for k in ('output-file', 'schemas-file')}
+    return clean_dump_file(Path(args['input']), optional['output-file'], optional['schemas-file'])
+
+
 class _Report:
     def __init__(self, plan: Plan):
         self.plan = plan
         self.roles = {'status': 'skipped'} if not plan.opts.roles else {'status': 'pending'}
-        self.dbs = {d.name: {'name': d.name, 'status': 'pending', 'method': plan.opts.method, 'durations': {}}
+        notes = (plan.notes or {}) if plan.mode != 'dump' else {}
+        self.dbs = {d.name: {'name': d.name, 'status': 'pending', 'method': plan.opts.method, 'durations': {},
+                             **notes.get(d.name, {})}
                     for d in plan.databases}
+        self.last_step = {s.database: s for s in plan.steps if s.database}
+        self.exits = {}   # database -> exit codes of the restore's passes so far
 
     def failed(self) -> bool:
         return self.roles['status'] == 'failed' or any(d['status'] == 'failed' for d in self.dbs.values())
@@ -363,12 +482,36 @@ def _execute_step(plan, step, report, runner, snapshots, progress, secret_values
     if step.name.startswith('roles-') and report.roles['status'] == 'failed':
         return  # nothing to clean or restore after a failed roles dump
     progress(f'{step.description}...')
-    if step.name == 'roles-clean':
-        try:
-            report.roles.update(_clean_roles(step))
-        except (OSError, ValueError) as err:
-            report.roles.update(status='failed', failedStep=step.name, error=str(err))
-        return
+    if step.in_process:
+        _in_process(step, report.roles if db is None else db)
+    else:
+        _run_process(plan, step, db, report, runner, snapshots, progress, secret_values)
+    if db is not None and db['status'] != 'failed' and report.last_step.get(step.database) is step:
+        _finish_database(plan, db, step, snapshots, progress)
+
+
+def _in_process(step: Step, record: dict) -> None:
+    try:
+        if step.name == 'roles-clean':
+            record.update(_clean_roles(step))
+        else:
+            record['leftOut'] = record.get('leftOut', []) + [
+                {'object': x, 'reason': dumpclean.LEFT_OUT_REASON} for x in _clean_dump(step)]
+    except (OSError, ValueError) as err:
+        record.update(status='failed', failedStep=step.name, error=str(err))
+
+
+def _finish_database(plan, db, step, snapshots, progress):
+    db['status'] = 'succeeded'
+    if snapshots.enabled and plan.mode != 'dump':
+        progress(f'Verifying {step.database} against the source...')
+        db['verify'] = snapshots.verify(step.database)
+        if db['verify']['status'] == 'failed':
+            db.update(status='failed', failedStep='verify', error='; '.join(db['verify']['differences'][:3]))
+
+
+def _run_process(plan, step, db, report, runner, snapshots, progress, secret_values):
+    # pylint: disable=too-many-arguments
     result = runner.run(snapshots.step_for(step))
     progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'
              + (f', {human(result.bytes_written)} written' if step.output else ''))
@@ -376,33 +519,33 @@ def _execute_step(plan, step, report, runner, snapshots, progress, secret_values
     if db is None:
         _record_roles_step(report.roles, step, result, error)
         return
+    exits = report.exits.setdefault(step.database, [])
     _record_db_step(db, step, result, error, _mask(result.pipe.stderr_tail.strip(), secret_values)
-                    if result.pipe else '')
+                    if result.pipe else '', exits)
     if db['status'] == 'failed':
         snapshots.release(step.database)
-    elif step.name == 'analyze':
-        db['status'] = 'succeeded'
-        if snapshots.enabled:
-            progress(f'Verifying {step.database} against the source...')
-            db['verify'] = snapshots.verify(step.database)
-            if db['verify']['status'] == 'failed':
-                db.update(status='failed', failedStep='verify', error='; '.join(db['verify']['differences'][:3]))
-    elif plan.mode == 'dump' and step.name == 'dump':
-        db['status'] = 'succeeded'
 
 
-def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str) -> None:
+def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str, exits: list) -> None:
+    # pylint: disable=too-many-arguments
     db['durations'][step.name] = round(result.seconds, 2)
     if step.name in ('dump', 'transfer'):
         db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
     if step.name == 'transfer':
-        _record_restore(db, step.pipe, result.pipe, pipe_error, plain=True)
+        if result.left_out:
+            db['leftOut'] = db.get('leftOut', []) + [{'object': x, 'reason': dumpclean.LEFT_OUT_REASON}
+                                                     for x in result.left_out]
+        _record_log(db, step.pipe, max(result.pipe.returncode, 0), pipe_error, 'restore')
         if result.returncode != 0 and db['status'] != 'failed':
             db.update(status='failed', failedStep='dump', error=error)
+    elif step.name == 'restore-schemas':
+        exits.append(result.returncode)  # judged with the second pass, whose log it shares
     elif step.name == 'restore':
         db.setdefault('dumpPath', step.input)
         db.setdefault('dumpBytes', size_of(step.input))
-        _record_restore(db, step, result, error, plain=step.argv[0].endswith('psql'))
+        _record_log(db, step, max([result.returncode, *exits]), error, 'restore')
+    elif step.name == 'properties':
+        _record_log(db, step, result.returncode, error, 'properties', key='propertiesErrors')
     elif result.returncode != 0:
         db.update(status='failed', failedStep=step.name, error=error)
 
@@ -411,21 +554,23 @@ def _record_roles_step(roles_report: dict, step: Step, result, error: str) -> No
     if step.name == 'roles-restore':
         log = errorlog.read(Path(step.stderr))
         roles_report.update(errors=log.as_dict(), errorsLog=step.stderr)
-        roles_report['status'] = 'failed' if log.real or result.returncode != 0 else 'succeeded'
-        if log.real:
-            roles_report['error'] = log.real_samples[0]
+        failed = log.failed(result.returncode)
+        roles_report['status'] = 'failed' if failed else 'succeeded'
+        if failed:
+            roles_report['error'] = log.first_problem() or error
     elif result.returncode != 0:
         roles_report.update(status='failed', failedStep=step.name, error=error)
     elif step.name == 'roles-dump' and roles_report['status'] == 'pending':
         roles_report.update(status='dumped', rawFile=step.output)
 
 
-def _record_restore(db: dict, step: Step, result, error: str, plain: bool) -> None:
+def _record_log(db: dict, step: Step, exit_code: int, error: str, name: str, key: str = 'errors') -> None:
+    """Judge a restore's errors log (see errorlog): real errors, or a non-zero exit nothing harmless
+    explains, fail the database."""
     log = errorlog.read(Path(step.stderr))
-    db.update(errors=log.as_dict(), errorsLog=step.stderr)
-    # pg_restore exits 1 when it ignored errors; what matters is whether any of them was real.
-    if log.real or (result.returncode != 0 and (plain or log.total == 0)):
-        db.update(status='failed', failedStep='restore', error=error if not log.real else log.real_samples[0])
+    db.update({key: log.as_dict(), f'{key}Log': step.stderr})
+    if log.failed(exit_code):
+        db.update(status='failed', failedStep=name, error=log.first_problem() or error)
 
 
 def summary_json(result: dict) -> str:

@@ -32,11 +32,18 @@ class Step:
     input: Optional[str] = None    # the dump a restore reads
     pipe: Optional['Step'] = None  # a step that reads this one's stdout as it is written (stdout is teed)
     env: dict = field(default_factory=dict)   # non-secret environment for the child
+    stderr_append: bool = False    # add to the errors log an earlier step of the same restore began
+    filter: list = field(default_factory=list)  # piped: the clean-up between tee and the consumer (see dumpclean)
+
+    @property
+    def in_process(self) -> bool:
+        """Done by `run` itself; the argv is the same work as an az command, for show-commands."""
+        return bool(self.argv) and self.argv[0] == 'az'
 
     @property
     def needs_password(self) -> bool:
-        """A PostgreSQL utility logging in as `side` (not the in-process roles clean-up)."""
-        return bool(self.argv) and self.argv[0] != 'az'
+        """A PostgreSQL utility logging in as `side` (not an in-process clean-up)."""
+        return bool(self.argv) and not self.in_process
 
     def as_dict(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if v not in (None, {}, []) and k != 'pipe'}
@@ -53,18 +60,35 @@ class Options:
     no_owner: bool = False
     no_acl: bool = False
     if_exists: str = 'fail'        # 'fail', 'drop' or 'reuse'
+    locale_map: dict = field(default_factory=dict)   # source locale -> target locale (--locale-map)
 
 
 @dataclass
 class DatabaseFiles:
     dump: Path
     errors_log: Path
+    stem: Path          # workdir/<stem>: the prefix of this database's other files
+
+    def beside(self, suffix: str) -> Path:
+        return self.stem.with_name(self.stem.name + suffix)
 
 
 def files_for(workdir: Path, database: str, method: str) -> DatabaseFiles:
     stem = file_stem(database)
     return DatabaseFiles(dump=workdir / (f'{stem}.sql' if method == 'plain' else f'{stem}.dir'),
-                         errors_log=workdir / f'{stem}.errors.log')
+                         errors_log=workdir / f'{stem}.errors.log', stem=workdir / stem)
+
+
+def clean_dump_argv(source: Path, output: Optional[Path] = None, schemas: Optional[Path] = None) -> list:
+    """The in-process clean-up of a dump (pg/dumpclean.py), as the az command that does the same."""
+    argv = ['az', 'postgres', 'dumprestore', 'clean-dump', f'--input={source}']
+    argv += [f'--output-file={output}'] if output else []
+    return argv + ([f'--schemas-file={schemas}'] if schemas else [])
+
+
+def psql_restore(tools: Toolset, *args: str) -> list:
+    # --echo-errors puts each failed statement beside its error, so the errors log can be judged.
+    return [tools.path('psql'), '-X', '-q', '--echo-errors', '-v', 'ON_ERROR_STOP=0', *args]
 
 
 def _owner_acl_flags(opts: Options) -> list:
@@ -89,8 +113,8 @@ def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Pat
                         f'--existing-roles={existing}', f'--target-login={login}'],
              output=str(cleaned), input=str(raw)),
         Step('roles-restore', 'Create the roles on the target', 'target',
-             [tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=0', f'--file={cleaned}',
-              f'--dbname={target.conninfo("postgres")}'], stderr=str(workdir / 'roles.errors.log')),
+             psql_restore(tools, f'--file={cleaned}', f'--dbname={target.conninfo("postgres")}'),
+             stderr=str(workdir / 'roles.errors.log')),
     ]
 
 
@@ -106,7 +130,9 @@ def dump_steps(tools: Toolset, source: Endpoint, db: Database, workdir: Path, op
                  stderr=str(workdir / f'{file_stem(db.name)}.dump.log'))]
 
 
-def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, opts: Options) -> list:
+def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, opts: Options,
+                 owner: Optional[str] = None) -> list:
+    """`db` carries the locale to create with (already mapped for the target); `owner` the role to own it."""
     maintenance = f'--maintenance-db={target.conninfo("postgres")}'
     steps = []
     if exists and (opts.if_exists == 'reuse' or db.name in ALWAYS_PRESENT):
@@ -115,6 +141,7 @@ def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, o
         steps.append(Step('drop', f'Drop the existing {db.name} on the target', 'target',
                           [tools.path('dropdb'), maintenance, db.name], database=db.name))
     argv = [tools.path('createdb'), maintenance, '--template=template0', f'--encoding={db.encoding}']
+    argv += [f'--owner={owner}'] if owner else []
     if db.locale_provider == 'i' and db.icu_locale:
         argv += ['--locale-provider=icu', f'--icu-locale={db.icu_locale}']
     elif db.locale_provider == 'b' and db.icu_locale:  # PostgreSQL 17's builtin provider keeps it in datlocale
@@ -126,20 +153,50 @@ def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, o
     return steps
 
 
-def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, errors_log: Path,
+def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, files: DatabaseFiles,
                   opts: Options, plain: bool) -> list:
     dbarg = f'--dbname={target.conninfo(database)}'
+    log = str(files.errors_log)
     if plain:
-        argv = [tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=0', f'--file={dump}', dbarg]
+        cleaned = files.beside('.restore.sql')
+        steps = [Step('restore-clean', f'Leave Azure service objects out of {database} and set owners last',
+                      'target', clean_dump_argv(dump, cleaned), database=database, input=str(dump),
+                      output=str(cleaned)),
+                 Step('restore', f'Restore {database}', 'target', psql_restore(tools, f'--file={cleaned}', dbarg),
+                      database=database, stderr=log, env=dict(RESTORE_ENV), input=str(dump))]
     else:
-        argv = [tools.path('pg_restore'), *_owner_acl_flags(opts), f'--jobs={opts.jobs}', dbarg, str(dump)]
-    return [
-        Step('restore', f'Restore {database}', 'target', argv, database=database, stderr=str(errors_log),
-             env=dict(RESTORE_ENV), input=str(dump)),
-        Step('analyze', f'Analyze {database} so the planner has statistics', 'target',
-             [tools.path('vacuumdb'), '--analyze-only', '--quiet', f'--jobs={opts.jobs}', dbarg],
-             database=database),
-    ]
+        listing, schemas = files.beside('.toc.list'), files.beside('.toc.schemas.list')
+        rest = files.beside('.toc.rest.list')
+        flags = _owner_acl_flags(opts)
+        steps = [Step('restore-list', f'List what the dump of {database} holds', 'target',
+                      [tools.path('pg_restore'), '--list', f'--file={listing}', str(dump)], database=database,
+                      output=str(listing)),
+                 Step('restore-clean', f'Leave Azure service objects out of {database}; schemas and grants first',
+                      'target', clean_dump_argv(listing, rest, schemas), database=database, input=str(listing),
+                      output=str(rest)),
+                 Step('restore-schemas', f'Restore the schemas of {database} and their grants', 'target',
+                      [tools.path('pg_restore'), *flags, f'--use-list={schemas}', dbarg, str(dump)],
+                      database=database, stderr=log, env=dict(RESTORE_ENV), input=str(dump)),
+                 Step('restore', f'Restore {database}', 'target',
+                      [tools.path('pg_restore'), *flags, f'--jobs={opts.jobs}', f'--use-list={rest}', dbarg, str(dump)],
+                      database=database, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(dump))]
+    return steps + [analyze_step(tools, target, database, opts)]
+
+
+def analyze_step(tools: Toolset, target: Endpoint, database: str, opts: Options) -> Step:
+    return Step('analyze', f'Analyze {database} so the planner has statistics', 'target',
+                [tools.path('vacuumdb'), '--analyze-only', '--quiet', f'--jobs={opts.jobs}',
+                 f'--dbname={target.conninfo(database)}'], database=database)
+
+
+def properties_step(tools: Toolset, target: Endpoint, database: str, statements: list, files: DatabaseFiles) -> list:
+    """The database's grants, settings and comment, as on the source: last, so that no setting (such as
+    default_transaction_read_only) applies to the restore itself."""
+    if not statements:
+        return []
+    argv = psql_restore(tools, *[a for s in statements for a in ('-c', s)], f'--dbname={target.conninfo("postgres")}')
+    return [Step('properties', f'Give {database} the grants, settings and comment it has on the source', 'target',
+                 argv, database=database, stderr=str(files.beside('.properties.log')))]
 
 
 def streamed_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Database, workdir: Path,
@@ -149,9 +206,11 @@ def streamed_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Datab
     files = files_for(workdir, db.name, 'plain')
     dump = [tools.path('pg_dump'), *_owner_acl_flags(opts), '--format=plain', f'--dbname={source.conninfo(db.name)}']
     restore = Step('restore', f'Restore {db.name}', 'target',
-                   [tools.path('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=0', f'--dbname={target.conninfo(db.name)}'],
-                   database=db.name, stderr=str(files.errors_log), env=dict(RESTORE_ENV), input=str(files.dump))
+                   psql_restore(tools, f'--dbname={target.conninfo(db.name)}'), database=db.name,
+                   stderr=str(files.errors_log), env=dict(RESTORE_ENV), input=str(files.dump))
+    # The file keeps what pg_dump wrote; psql gets it without Azure service objects, owners last.
     transfer = Step('transfer', f'Dump {db.name} and restore it as it streams', 'source', dump, database=db.name,
                     stdout=str(files.dump), output=str(files.dump),
-                    stderr=str(workdir / f'{file_stem(db.name)}.dump.log'), pipe=restore)
-    return [transfer, restore_steps(tools, target, db.name, files.dump, files.errors_log, opts, plain=True)[1]]
+                    stderr=str(workdir / f'{file_stem(db.name)}.dump.log'), pipe=restore,
+                    filter=clean_dump_argv(Path('-')))
+    return [transfer, analyze_step(tools, target, db.name, opts)]

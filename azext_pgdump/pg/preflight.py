@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from azext_pgdump.pg import catalog, migration, tools
+from azext_pgdump.pg import catalog, locales, migration, tools
 
 
 @dataclass
@@ -51,16 +51,6 @@ def target_privileges(conn, roles_wanted: bool) -> list:
     return checks
 
 
-def used_extensions(source, databases) -> dict:
-    """extension -> version, over every database to migrate."""
-    out = {}
-    for db in databases:
-        with catalog.connect(source, db) as conn:
-            out.update(dict(conn.execute("SELECT extname, extversion FROM pg_extension "
-                                         "WHERE extname <> 'plpgsql'").fetchall()))
-    return out
-
-
 def extensions(used: dict, target_conn, allow_list: Optional[set], preload: Optional[str],
                fix_allow: str, fix_preload: str) -> list:
     available = {r[0] for r in target_conn.execute('SELECT name FROM pg_available_extensions').fetchall()}
@@ -97,24 +87,28 @@ def existing_databases(databases, target_names: set, if_exists: str) -> Check:
                f"{', '.join(clash)} exist on the target; --if-exists {if_exists} handles them.")
 
 
-def _locale_key(name: str) -> str:
-    """glibc treats en_US.UTF-8 and en_US.utf8 as one locale."""
-    return name.lower().replace('utf-8', 'utf8')
-
-
-def collations(source_dbs, target_conn) -> Check:
-    wanted = {d.collate for d in source_dbs} | {d.ctype for d in source_dbs}
+def collations(source_dbs, available: set, overrides: dict) -> Check:
+    """Every database run creates needs its locale on the target, or a mapping (see pg/locales.py)."""
+    wanted = sorted({(d.name, loc) for d in source_dbs for loc in (d.collate, d.ctype) if loc})
     if not wanted:
         return _ok('collations', 'No database will be created on the target.')
-    known = {_locale_key(r[0]) for r in target_conn.execute(
-        "SELECT collcollate FROM pg_collation WHERE collcollate IS NOT NULL UNION SELECT datcollate FROM pg_database "
-        "UNION SELECT datctype FROM pg_database UNION SELECT 'C' UNION SELECT 'POSIX'").fetchall()}
-    missing = sorted(w for w in wanted if w and _locale_key(w) not in known)
+    missing, mapped = [], {}
+    for name, loc in wanted:
+        new = locales.target_locale(loc, available, overrides)
+        if new is None:
+            missing.append(f'{loc} ({name})')
+        elif new != loc:
+            mapped[loc] = new
     if missing:
-        return Check('collations', 'fail', f"The target lacks the locales {', '.join(missing)}.",
-                     'Choose a target with those locales, or create the databases yourself with another locale '
-                     'and pass --if-exists reuse.')
-    return _ok('collations', f"The target has every locale the source databases use ({', '.join(sorted(wanted))}).")
+        return Check('collations', 'fail', f"The target lacks the locales {', '.join(missing)}, and no mapping "
+                     'covers them.', "Pass --locale-map 'OLD=NEW' with a locale the target has (for example "
+                     "en_US.utf8), or create the databases yourself and pass --if-exists reuse.")
+    if mapped:
+        return Check('collations', 'warn', 'The target lacks some source locales; the databases will be created with '
+                     + ', '.join(f'{new} instead of {old}' for old, new in sorted(mapped.items())) + '.',
+                     'Nothing to do if these match; otherwise pass --locale-map OLD=NEW.')
+    return _ok('collations', f"The target has every locale the source databases use "
+                             f"({', '.join(sorted({loc for _, loc in wanted}))}).")
 
 
 def connections(conn, side: str, jobs: int) -> Check:
@@ -142,22 +136,14 @@ def disk_space(source, databases, work_dir: Path) -> Check:
     return _ok('disk-space', f'{probe} has {free // 1048576} MB free for at most {total // 1048576} MB of dumps.')
 
 
-def lock_headroom(source, databases) -> Check:
-    worst, worst_db, slots = 0, None, 0
-    for db in databases:
-        with catalog.connect(source, db) as conn:
-            tables, slots = conn.execute(
-                "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind IN ('r', 'p', 'm', 'S', 'v', 'f') AND n.nspname NOT IN ('pg_catalog', "
-                "'information_schema')), current_setting('max_locks_per_transaction')::int * "
-                "(current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)"
-            ).fetchone()
-            if tables > worst:
-                worst, worst_db = tables, db
-    if worst and worst > slots // 2:
-        return Check('lock-headroom', 'warn', f'{worst_db} has {worst} relations; pg_dump locks each one and the '
-                     f'source has {slots} lock slots in all.', 'Raise max_locks_per_transaction on the source.')
-    return _ok('lock-headroom', f'At most {worst} relations in one database: enough lock slots ({slots}).')
+def lock_headroom(findings) -> Check:
+    worst = max(findings, key=lambda f: f.relations, default=None)
+    if worst and worst.relations > worst.lock_slots // 2:
+        return Check('lock-headroom', 'warn', f'{worst.database} has {worst.relations} relations; pg_dump locks each '
+                     f'one and the source has {worst.lock_slots} lock slots in all.',
+                     'Raise max_locks_per_transaction on the source.')
+    return _ok('lock-headroom', f'At most {worst.relations if worst else 0} relations in one database: enough lock '
+               f'slots ({worst.lock_slots if worst else 0}).')
 
 
 def as_result(checks: list) -> dict:

@@ -4,11 +4,13 @@ No password is ever printed: bash and PowerShell read it with a hidden prompt in
 expects it set beforehand; each command gets it as PGPASSWORD in its own environment."""
 import shlex
 
-from azext_pgdump.pg.plan import Step
+from azext_pgdump.pg.plan import Step, clean_dump_argv
 
 PROMPT_VARS = {'source': 'SOURCE_PGPASSWORD', 'target': 'TARGET_PGPASSWORD'}
 CHECKED_PROGRAMS = ('pg_dump', 'pg_dumpall', 'pg_restore', 'psql')
-STOP_ON_FAILURE = frozenset({'roles-dump', 'roles-existing', 'roles-clean', 'dump', 'drop', 'create', 'transfer'})
+STOP_ON_FAILURE = frozenset({'roles-dump', 'roles-existing', 'roles-clean', 'dump', 'drop', 'create', 'transfer',
+                             'restore-list', 'restore-clean'})
+LOGGED_STEPS = ('restore', 'roles-restore', 'transfer', 'properties')
 
 
 def ps_quote(arg: str) -> str:
@@ -61,11 +63,12 @@ class Bash(_Shell):
         if step.stdout and not step.pipe:  # a piped step's stdout goes through tee
             words.append(f'> {shlex.quote(step.stdout)}')
         if step.stderr:
-            words.append(f'2> {shlex.quote(step.stderr)}')
+            words.append(f'{_redirect(step)} {shlex.quote(step.stderr)}')
         return ' '.join(words)
 
     def command(self, step: Step):
-        line = f'{self._one(step)} | tee {shlex.quote(step.stdout)} | {self._one(step.pipe)}' \
+        middle = ' '.join(shlex.quote(a) for a in step.filter) + ' | ' if step.filter else ''
+        line = f'{self._one(step)} | tee {shlex.quote(step.stdout)} | {middle}{self._one(step.pipe)}' \
             if step.pipe else self._one(step)
         # Like run: stop at a failed dump, drop or create. A restore goes on (pg_restore exits 1 on harmless
         # errors); its errors log is read next.
@@ -98,7 +101,7 @@ class PowerShell(_Shell):
     def _one(self, step: Step):
         words = ['&'] + [ps_quote(a) for a in _stdout_as_option(step).argv]
         if step.stderr:
-            words.append(f'2> {ps_quote(step.stderr)}')
+            words.append(f'{_redirect(step)} {ps_quote(step.stderr)}')
         cleanup = [f'Remove-Item Env:{k}' for k in step.env]
         if self.password_var(step):
             cleanup.append('Remove-Item Env:PGPASSWORD')
@@ -106,7 +109,7 @@ class PowerShell(_Shell):
 
     def command(self, step: Step):
         if step.pipe:  # PowerShell pipes text, not bytes: write the file, then restore from it
-            return self._one(step) + '\n' + self._one(_from_file(step))
+            return '\n'.join(self._one(s) for s in [step, *_from_file(step)])
         return self._one(step)
 
     def check_log(self, path):
@@ -139,13 +142,13 @@ class Cmd(_Shell):
         sets += [f'set "{k}={v}"' for k, v in step.env.items()]
         words = [cmd_quote(a) for a in _stdout_as_option(step).argv]
         if step.stderr:
-            words.append(f'2> {cmd_quote(step.stderr)}')
+            words.append(f'{_redirect(step)} {cmd_quote(step.stderr)}')
         unset = [f'set "{k}="' for k in step.env] + (['set "PGPASSWORD="'] if sets else [])
         return '\n'.join(sets + [' '.join(words)] + unset)
 
     def command(self, step: Step):
         if step.pipe:
-            return self._one(step) + '\n' + self._one(_from_file(step))
+            return '\n'.join(self._one(s) for s in [step, *_from_file(step)])
         return self._one(step)
 
     def check_log(self, path):
@@ -170,11 +173,22 @@ def _stdout_as_option(step: Step) -> Step:
                 stderr=step.stderr, env=step.env)
 
 
-def _from_file(step: Step) -> Step:
-    """The consumer of a piped step, reading the file the producer wrote instead of a pipe."""
-    restore = step.pipe
-    return Step(restore.name, restore.description, restore.side, restore.argv + [f'--file={step.stdout}'],
-                database=restore.database, stderr=restore.stderr, env=restore.env)
+def _redirect(step: Step) -> str:
+    return '2>>' if step.stderr_append else '2>'
+
+
+def _from_file(step: Step) -> list:
+    """The consumer of a piped step, reading the file the producer wrote instead of a pipe (cleaned
+    first when the pipe cleans it)."""
+    restore, source = step.pipe, step.stdout
+    steps = []
+    if step.filter:
+        cleaned = f'{source[:-4] if source.endswith(".sql") else source}.restore.sql'
+        steps.append(Step('restore-clean', 'Leave Azure service objects out and set owners last', 'target',
+                          clean_dump_argv(source, cleaned), database=restore.database))
+        source = cleaned
+    return steps + [Step(restore.name, restore.description, restore.side, restore.argv + [f'--file={source}'],
+                         database=restore.database, stderr=restore.stderr, env=restore.env)]
 
 
 def render(plan, shell: str = 'bash') -> str:
@@ -187,7 +201,7 @@ def render(plan, shell: str = 'bash') -> str:
     for step in plan.steps:
         lines.append(f'{c} {step.description}')
         lines.append(sh.command(step))
-        if step.name in ('restore', 'roles-restore', 'transfer'):
+        if step.name in LOGGED_STEPS:
             lines.append(sh.check_log((step.pipe or step).stderr))
     return '\n'.join(lines) + '\n'
 

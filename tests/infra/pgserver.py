@@ -1,9 +1,15 @@
 """A real PostgreSQL server configured the way Azure Database for PostgreSQL is.
 
-TCP only on loopback, TLS required (certificate from the test CA), scram-sha-256 password
-authentication only, Azure's service roles present, and an administrator login that is NOT a
-superuser but has CREATEDB and CREATEROLE and is a member of azure_pg_admin. A superuser
-(`postgres`) exists for the test harness only; the tool under test never uses it."""
+TCP only on loopback, TLS required (certificate from the test CA), password authentication only,
+Azure's service roles present, and an administrator login that is NOT a superuser but has CREATEDB
+and CREATEROLE and is a member of azure_pg_admin. The bootstrap superuser is used by the test
+harness only; the tool under test never uses it.
+
+Two shapes (see `single_server` and `flexible_server`):
+- Flexible: PostgreSQL 12+, bootstrapped by `postgres`, scram-sha-256, initialised with en_US.utf8.
+- Single: PostgreSQL 10/11 bootstrapped by `azure_superuser` (so `public` is owned by it, with the
+  pre-15 `=UC` grant to PUBLIC), md5 passwords, Windows locale names on every database."""
+import os
 import secrets
 import shutil
 import subprocess
@@ -13,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from . import osuser
 from .certs import Certs
+from .locales import FLEXIBLE_LOCALE, WINDOWS_LOCALE, locpath
 from .net import free_port
 from .pgbin import bindir
 
 AZURE_SETUP = [
-    "CREATE ROLE azure_superuser SUPERUSER NOLOGIN",
     "CREATE ROLE azure_pg_admin NOLOGIN",
     "CREATE ROLE azuresu SUPERUSER NOLOGIN",
     "CREATE ROLE replication NOLOGIN REPLICATION",
@@ -41,6 +48,10 @@ class PgServer:
     superuser_password: str = field(default_factory=lambda: "pw" + secrets.token_urlsafe(18))
     admin_password: str = field(default_factory=lambda: "pw" + secrets.token_urlsafe(18))
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="azext-pg-")))
+    bootstrap: str = "postgres"            # the superuser initdb creates (the harness's login)
+    password_encryption: str = "scram-sha-256"
+    auth_method: str = "scram-sha-256"     # pg_hba method
+    locale: str = "C.UTF-8"
 
     @property
     def bindir(self) -> Path:
@@ -56,8 +67,10 @@ class PgServer:
 
     def _pg(self, program: str, *args: str, timeout: int = 120) -> None:
         # cwd: the server user may not enter the caller's folder (a mktemp clone, root's home).
+        # LOCPATH: the Windows-named and en_US locales live in a private folder, not on the system.
         subprocess.run([str(self.bindir / program), *args], check=True, timeout=timeout, cwd=self.base,
-                       stdout=subprocess.DEVNULL, **osuser.run_kwargs())
+                       stdout=subprocess.DEVNULL, env=dict(os.environ, LOCPATH=str(locpath())),
+                       **osuser.run_kwargs())
 
     def start(self) -> "PgServer":
         self.base.chmod(0o700)
@@ -67,12 +80,13 @@ class PgServer:
             shutil.copy(src, self.base / src.name)
         (self.base / "server.key").chmod(0o600)
         osuser.give(self.base)
-        self._pg("initdb", "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}",
-                 "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        self._pg("initdb", "-D", str(self.datadir), "-U", self.bootstrap, f"--pwfile={pwfile}",
+                 "-A", self.auth_method, "-E", "UTF8", f"--locale={self.locale}")
         pwfile.unlink()
         self._configure()
         self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
-        for statement in AZURE_SETUP + [
+        service = [] if self.bootstrap == "azure_superuser" else ["CREATE ROLE azure_superuser SUPERUSER NOLOGIN"]
+        for statement in service + AZURE_SETUP + [
                 f"CREATE ROLE {self.admin} LOGIN CREATEDB CREATEROLE IN ROLE azure_pg_admin "
                 f"PASSWORD '{self.admin_password}'"]:
             self.execute(statement)
@@ -88,7 +102,7 @@ unix_socket_directories = ''
 ssl = on
 ssl_cert_file = '{self.base / 'server.crt'}'
 ssl_key_file = '{self.base / 'server.key'}'
-password_encryption = 'scram-sha-256'
+password_encryption = '{self.password_encryption}'
 max_connections = 60
 shared_buffers = 32MB
 fsync = off
@@ -102,10 +116,10 @@ synchronous_commit = off
         # refuses it; there is no unix socket and no trust method at all. With a firewall, only the
         # harness superuser is always admitted; everyone else needs a rule covering their address.
         if admitted_cidrs is None:
-            lines = [f"hostssl all all {self.host}/32 scram-sha-256"]
+            lines = [f"hostssl all all {self.host}/32 {self.auth_method}"]
         else:
-            lines = [f"hostssl all postgres {self.host}/32 scram-sha-256"]
-            lines += [f"hostssl all all {cidr} scram-sha-256" for cidr in admitted_cidrs]
+            lines = [f"hostssl all {self.bootstrap} {self.host}/32 {self.auth_method}"]
+            lines += [f"hostssl all all {cidr} {self.auth_method}" for cidr in admitted_cidrs]
         (self.datadir / "pg_hba.conf").write_text("\n".join(lines) + "\n")
 
     def set_firewall(self, admitted_cidrs) -> None:
@@ -120,7 +134,7 @@ synchronous_commit = off
         shutil.rmtree(self.base, ignore_errors=True)
 
     def conninfo(self, dbname: str = "postgres", superuser: bool = True) -> dict:
-        user, password = ("postgres", self.superuser_password) if superuser else (self.admin, self.admin_password)
+        user, password = (self.bootstrap, self.superuser_password) if superuser else (self.admin, self.admin_password)
         return dict(host=self.host, port=self.port, dbname=dbname, user=user, password=password,
                     sslmode="verify-full", sslrootcert=str(self.certs.ca), connect_timeout=10)
 
@@ -132,5 +146,25 @@ synchronous_commit = off
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
+    def drop_database(self, name: str) -> None:
+        """DROP DATABASE IF EXISTS, closing its sessions first (WITH (FORCE) needs PostgreSQL 13)."""
+        self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                     "pg_backend_pid()", (name,))
+        with self.connect() as conn:
+            conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {}").format(psycopg.sql.Identifier(name)))
+
     def version_num(self) -> int:
         return int(self.execute("SHOW server_version_num")[0][0])
+
+
+def single_server(name: str, major: int, certs: Certs) -> PgServer:
+    """What an Azure Single Server was: an old major on Windows, bootstrapped by azure_superuser, md5 hashes.
+    The gateway rewrites `user@server` to `user`, and an md5 challenge hashes the name the client sent, so
+    (as Azure's gateway did) the password is checked against the stored md5 hash from the TLS-protected
+    cleartext exchange (pg_hba `password`), never by md5 challenge."""
+    return PgServer(name=name, major=major, certs=certs, bootstrap="azure_superuser", password_encryption="md5",
+                    auth_method="password", locale=WINDOWS_LOCALE)
+
+
+def flexible_server(name: str, major: int, certs: Certs) -> PgServer:
+    return PgServer(name=name, major=major, certs=certs, locale=FLEXIBLE_LOCALE)

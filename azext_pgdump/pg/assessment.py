@@ -1,0 +1,152 @@
+"""What each source database holds that decides whether a migration to Flexible Server can work, read in
+one connection per database: extensions, relation count, objects the login cannot read (pg_dump would
+stop), and the blockers of Microsoft's PostgreSQL migration assessment that apply to dump and restore."""
+from dataclasses import dataclass, field
+
+from azext_pgdump.pg import catalog
+from azext_pgdump.pg.preflight import Check, _ok
+from azext_pgdump.pg.roles import is_service_role
+
+_USER_SCHEMA = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "
+                "AND n.nspname NOT LIKE 'pg_temp%'")
+_NOT_FROM_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.objid = {oid} AND e.deptype = 'e')"
+
+QUERIES = {
+    # pg_dump reads every table, sequence and materialized view, and needs USAGE on their schemas.
+    'unreadable': f"""
+        SELECT format('%I.%I', n.nspname, c.relname), pg_get_userbyid(c.relowner)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm', 'S', 'f') AND {_USER_SCHEMA}
+          AND (NOT has_schema_privilege(n.oid, 'USAGE') OR NOT has_table_privilege(c.oid, 'SELECT'))
+          AND {_NOT_FROM_EXTENSION.format(oid='c.oid')}
+        ORDER BY 1""",
+    'collations': f"""
+        SELECT format('%I.%I', n.nspname, c.collname) FROM pg_collation c JOIN pg_namespace n
+        ON n.oid = c.collnamespace WHERE {_USER_SCHEMA} AND {_NOT_FROM_EXTENSION.format(oid='c.oid')}""",
+    'casts': f"""
+        SELECT format('%s AS %s', castsource::regtype, casttarget::regtype) FROM pg_cast c
+        WHERE c.oid >= 16384 AND {_NOT_FROM_EXTENSION.format(oid='c.oid')}""",
+    'text_search': f"""
+        SELECT 'template ' || tmplname FROM pg_ts_template t WHERE t.oid >= 16384
+          AND {_NOT_FROM_EXTENSION.format(oid='t.oid')}
+        UNION ALL SELECT 'parser ' || prsname FROM pg_ts_parser p WHERE p.oid >= 16384
+          AND {_NOT_FROM_EXTENSION.format(oid='p.oid')}""",
+    'superuser_owned': f"""
+        SELECT format('%I.%I', n.nspname, c.relname), r.rolname FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
+        WHERE r.rolsuper AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {_USER_SCHEMA}
+          AND {_NOT_FROM_EXTENSION.format(oid='c.oid')} ORDER BY 1""",
+    'tablespaces': """
+        SELECT DISTINCT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace
+        WHERE t.spcname NOT IN ('pg_default', 'pg_global')""",
+    'languages': f"""
+        SELECT lanname FROM pg_language l WHERE lanname NOT IN ('internal', 'c', 'sql', 'plpgsql')
+          AND {_NOT_FROM_EXTENSION.format(oid='l.oid')}""",
+    # PostgreSQL 17 builds indexes and refreshes materialized views with search_path = pg_catalog, pg_temp.
+    'unsafe_search_path': f"""
+        SELECT DISTINCT format('%I.%I', n.nspname, p.proname) FROM pg_depend d
+        JOIN pg_proc p ON p.oid = d.refobjid AND d.refclassid = 'pg_proc'::regclass
+        JOIN pg_namespace n ON n.oid = p.pronamespace
+        JOIN pg_language l ON l.oid = p.prolang AND l.lanname IN ('sql', 'plpgsql')
+        WHERE {_USER_SCHEMA}
+          AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{{}}')) s WHERE s LIKE 'search_path=%')
+          AND ((d.classid = 'pg_class'::regclass AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = d.objid))
+            OR (d.classid = 'pg_rewrite'::regclass AND EXISTS (
+                SELECT 1 FROM pg_rewrite r JOIN pg_class m ON m.oid = r.ev_class
+                WHERE r.oid = d.objid AND m.relkind = 'm')))""",
+}
+_RELATIONS = ("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE c.relkind IN ('r', 'p', 'm', 'S', 'v', 'f') AND n.nspname NOT IN ('pg_catalog', "
+              "'information_schema')")
+_LOCK_SLOTS = ("SELECT current_setting('max_locks_per_transaction')::int * (current_setting('max_connections')::int"
+               " + current_setting('max_prepared_transactions')::int)")
+
+
+@dataclass
+class Findings:
+    database: str
+    extensions: dict = field(default_factory=dict)
+    relations: int = 0
+    lock_slots: int = 0
+    found: dict = field(default_factory=dict)   # QUERIES key -> rows
+
+
+def read(source, databases, major: int) -> list:
+    out = []
+    for name in databases:
+        with catalog.connect(source, name) as conn:
+            f = Findings(name, dict(conn.execute("SELECT extname, extversion FROM pg_extension "
+                                                 "WHERE extname <> 'plpgsql'").fetchall()),
+                         conn.execute(_RELATIONS).fetchone()[0], conn.execute(_LOCK_SLOTS).fetchone()[0])
+            for key, query in QUERIES.items():
+                f.found[key] = [tuple(r) for r in conn.execute(query).fetchall()]
+            if major < 12:
+                f.found['with_oids'] = [tuple(r) for r in conn.execute(
+                    f"SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
+                    f"ON n.oid = c.relnamespace WHERE c.relhasoids AND c.relkind = 'r' AND {_USER_SCHEMA}")]
+        out.append(f)
+    return out
+
+
+def _each(findings, key):
+    return [(f.database, row) for f in findings for row in f.found.get(key, [])]
+
+
+def _listing(items, limit=5) -> str:
+    shown = [f'{row[0]} ({db})' for db, row in items[:limit]]
+    return ', '.join(shown) + (f' and {len(items) - limit} more' if len(items) > limit else '')
+
+
+def readable(findings, login: str) -> Check:
+    items = _each(findings, 'unreadable')
+    if not items:
+        return _ok('source-readable', f'{login} can read every table and sequence pg_dump will dump.')
+    owners = sorted({row[1] for _, row in items})
+    grantable = [o for o in owners if not is_service_role(o)]
+    fix = ' '.join(f'GRANT "{o}" TO "{login}";' for o in grantable)
+    fix = (f'On the source, as the server admin: {fix}' if fix else '') + \
+        (' Objects owned by Azure service roles cannot be granted: ask for them to be given to your login.'
+         if len(grantable) < len(owners) else '')
+    return Check('source-readable', 'fail', f'{login} cannot read {_listing(items)}, owned by {", ".join(owners)}: '
+                 'pg_dump would stop there.', fix.strip())
+
+
+_BLOCKERS = [
+    # (key, status, what it is, the fix)
+    ('collations', 'warn', 'user-defined collations',
+     'Create them on the target database before the restore, or use the target\'s built-in collations.'),
+    ('casts', 'fail', 'custom casts (creating them needs superuser unless you own a type involved)',
+     'Drop them on the source, or re-create them on the target by hand as the owner of the type.'),
+    ('text_search', 'fail', 'full-text search templates and parsers (creating them needs superuser)',
+     'Use the built-in templates and parsers, or drop these on the source.'),
+    ('superuser_owned', 'warn', 'objects owned by a superuser (the target cannot give them that owner)',
+     'They are restored owned by your login; or pass --no-owner.'),
+    ('tablespaces', 'warn', 'objects in custom tablespaces (Flexible Server has none)',
+     'They are restored into the default tablespace; nothing to do unless you rely on the placement.'),
+    ('languages', 'fail', 'procedural languages other than plpgsql and sql (not available to the admin)',
+     'Rewrite the functions in plpgsql or sql, or use a language Flexible Server offers as an extension.'),
+    ('with_oids', 'warn', 'tables WITH OIDS (PostgreSQL 12 removed them: their oid column is not migrated)',
+     'If the application reads the oid column, add a real column first: ALTER TABLE ... SET WITHOUT OIDS.'),
+]
+
+
+def blockers(findings) -> list:
+    checks = []
+    for key, status, what, fix in _BLOCKERS:
+        items = _each(findings, key)
+        checks.append(Check(f'source-{key.replace("_", "-")}', status, f'The source has {what}: {_listing(items)}.',
+                            fix) if items else _ok(f'source-{key.replace("_", "-")}', f'No {what.split(" (")[0]}.'))
+    return checks
+
+
+def search_path_safety(findings, target_major: int) -> Check:
+    items = _each(findings, 'unsafe_search_path')
+    if target_major < 17 or not items:
+        return _ok('search-path-safety', 'No index or materialized view depends on a function without a fixed '
+                   'search_path.' if items == [] else f'The target is PostgreSQL {target_major}: nothing to check.')
+    return Check('search-path-safety', 'warn',
+                 f'Indexes or materialized views use {_listing(items)}, functions with no fixed search_path: '
+                 f'PostgreSQL {target_major} builds them with search_path = pg_catalog, so unqualified names in '
+                 'them fail.',
+                 'Schema-qualify the names in those functions, or on the source: ALTER FUNCTION ... SET '
+                 'search_path = <their schema>, pg_catalog;')
