@@ -52,7 +52,7 @@ def test_each_addressing_form_resolves_to_the_right_endpoint(world, plan, form):
                         *(["--target-resource-group", RESOURCE_GROUP] if form == "name" else []))
     assert proc.returncode == 0, proc.stderr
     source, target = sides(result)
-    assert source == {"server": "single1 (Single Server)", "kind": "single", "user": "pgadmin@single1", "major": 15}
+    assert source == {"server": "single1 (Single Server)", "kind": "single", "user": "pgadmin@single1", "major": 11}
     assert target == {"server": "flex1 (Flexible Server)", "kind": "flexible", "user": "pgadmin", "major": 18}
 
 

@@ -12,8 +12,9 @@ from tests.infra.world import RESOURCE_GROUP
 def chk(world):
     """chkdb on the Single Server uses pgcrypto; the Flexible target allow-lists it."""
     world.single.pg.execute("CREATE DATABASE chkdb OWNER pgadmin")
+    world.single.pg.execute("CREATE EXTENSION pgcrypto", dbname="chkdb")  # as Azure did for the admin
     with world.single.pg.connect("chkdb", superuser=False) as conn:
-        conn.execute("CREATE EXTENSION pgcrypto; CREATE TABLE t (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
     allowed = world.flexible.parameters["azure.extensions"]
     world.flexible.parameters["azure.extensions"] = "pgcrypto,hstore"
     world.vm_pg.execute("CREATE ROLE weak LOGIN CREATEDB PASSWORD 'weak-pw-1'")

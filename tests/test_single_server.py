@@ -110,7 +110,7 @@ def test_check_names_the_grant_that_lets_pg_dump_read_everything(world, rich_sou
 
 
 def test_check_reports_locales_and_blockers(single):
-    proc = single.az("check", "single1", "flex1", "--databases", "shop", "appdb")
+    proc = single.az("check", "single1", "flex1", "--databases", "shop", "appdb", "--if-exists", "drop")
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["collations"]["status"] == "warn" and FLEXIBLE_LOCALE in checks["collations"]["message"]
     assert checks["source-readable"]["status"] == "pass"

@@ -10,6 +10,7 @@ from .arm_emulator import ArmEmulator, EmulatedServer
 from .azcli import AzCli, build_wheel
 from .certs import make_certs
 from .gateway import SingleServerGateway
+from .locales import FLEXIBLE_LOCALE
 from .pgserver import PgServer, flexible_server, single_server
 
 RESOURCE_GROUP = "azext-pgdump-rg"
@@ -52,7 +53,7 @@ def start_servers(stack: ExitStack, tmp: Path) -> World:
     flexible16_pg = flexible_server("flex16", FLEXIBLE16_MAJOR, certs)
     single_pg = single_server("single1", SINGLE_MAJOR, certs)
     single10_pg = single_server("single10", SINGLE10_MAJOR, certs)
-    vm_pg = PgServer(name="vm1", major=VM_MAJOR, certs=certs)
+    vm_pg = PgServer(name="vm1", major=VM_MAJOR, certs=certs, locale=FLEXIBLE_LOCALE)
     _start_all(stack, [flexible_pg, flexible16_pg, single_pg, single10_pg, vm_pg])
     gateway = SingleServerGateway("single1", single_pg.host, single_pg.port, certs).start()
     stack.callback(gateway.stop)
