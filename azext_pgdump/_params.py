@@ -148,14 +148,20 @@ def load_arguments(self, _):
                            default='none', help='Whether show-commands may open a temporary firewall rule to read '
                                                 'the servers (default: none).')
                 c.argument('method', options_list=['--method'],
-                           arg_type=get_enum_type(['directory', 'plain', 'both']), default='directory',
+                           arg_type=get_enum_type(['directory', 'plain', 'both', 'stream']), default='directory',
                            help='directory (pg_dump -Fd / pg_restore -j), plain (one SQL file and psql), or both, '
-                                'like the two variants of the portal\'s Connect blade.')
+                                'like the two variants of the portal\'s Connect blade; stream (bash only): '
+                                'per-table COPY pipes, as run --method stream does.')
             elif verb != 'restore':
-                c.argument('method', options_list=['--method'], arg_type=get_enum_type(['directory', 'plain']),
+                c.argument('method', options_list=['--method'],
+                           arg_type=get_enum_type(['directory', 'plain', 'stream'] if verb == 'run'
+                                                  else ['directory', 'plain']),
                            default='directory',
                            help='directory: pg_dump -Fd -j N and pg_restore -j N (fast, parallel); plain: one SQL '
-                                'file restored with psql.')
+                                'file restored with psql' + ('; stream: every table copied straight from source to '
+                                                             'target by --jobs workers in one snapshot, each '
+                                                             'table\'s indexes built as soon as its data is in, no '
+                                                             'data files.' if verb == 'run' else '.'))
                 c.argument('reuse_work_dir', options_list=['--reuse-work-dir'], arg_type=flag,
                            help='Write into a --work-dir that holds an earlier migration.')
             else:

@@ -238,8 +238,12 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
     if _explicit_structured_output():
         return [{'method': m, 'shell': shell, 'plan': plan.as_dict(), 'steps': render.structured(plan),
                  'script': render.render(plan, shell)} for m, plan in sections]
+    if shell != 'bash' and 'stream' in methods:
+        raise ValidationError('The stream method is rendered for bash only.',
+                              recommendation='Use --method directory or plain for PowerShell and cmd.')
     titles = {'plain': 'pg_dump & psql - using singular text file',
-              'directory': 'pg_dump & pg_restore - using multiple cores'} if has_target else \
+              'directory': 'pg_dump & pg_restore - using multiple cores',
+              'stream': 'pg_dump schema & per-table COPY pipes'} if has_target else \
         {'plain': 'pg_dump - one SQL file', 'directory': 'pg_dump - directory format, using multiple cores'}
     comment = 'REM' if shell == 'cmd' else '#'
     for m, plan in sections:

@@ -96,7 +96,8 @@ def main():
     contenders = [("by hand, plain (pg_dump | psql)", by_hand_plain),
                   ("by hand, directory (-Fd -j N)", by_hand_directory),
                   ("dumprestore run --method plain", ours("plain")),
-                  ("dumprestore run --method directory", ours("directory"))]
+                  ("dumprestore run --method directory", ours("directory")),
+                  ("dumprestore run --method stream", ours("stream"))]
     if shutil.which("pgcopydb"):
         contenders.append(("pgcopydb clone", pgcopydb))
     else:

@@ -37,7 +37,7 @@ def show(world, *extra, env=None):
                         env=env, check=False)
 
 
-@pytest.mark.parametrize("method", ["plain", "directory"])
+@pytest.mark.parametrize("method", ["plain", "directory", "stream"])
 def test_printed_bash_migrates_for_real(world, awkward_db, tmp_path, method):
     for db in ("appdb", AWKWARD):
         world.flexible.pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))

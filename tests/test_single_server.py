@@ -45,7 +45,8 @@ def single(world, rich_source, tmp_path_factory):
 @pytest.mark.parametrize("source,target,method", [
     ("single1", "flex1", "plain"), ("single1", "flex1", "directory"),
     ("single1", "flex16", "plain"), ("single1", "flex16", "directory"),
-    ("single10", "flex16", "directory"), ("single10", "flex1", "plain")])
+    ("single1", "flex1", "stream"), ("single1", "flex16", "stream"),
+    ("single10", "flex16", "directory"), ("single10", "flex1", "plain"), ("single10", "flex16", "stream")])
 def test_every_database_migrates_with_owners_and_properties(single, source, target, method):
     src, tgt = single.servers[source][0].pg, single.targets[target].pg
     proc = single.az("run", source, target, "--method", method, "--if-exists", "drop", "--yes",

@@ -9,7 +9,8 @@ from typing import Callable, Optional
 
 import psycopg
 
-from azext_pgdump.pg import catalog, dbprops, dumpclean, errorlog, locales, plan as planner, roles, tools, workdir
+from azext_pgdump.pg import (catalog, dbprops, dumpclean, errorlog, locales, plan as planner, roles, stream, tools,
+                             workdir)
 from azext_pgdump.pg import verify as verification
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
@@ -200,6 +201,9 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
         create_steps = planner.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
         if opts.method == 'plain':
             steps += create_steps + planner.streamed_steps(toolset, source, target, db, wd, opts)
+        elif opts.method == 'stream':
+            before, after = planner.stream_steps(toolset, source, target, db, wd, opts)
+            steps += before + create_steps + after
         else:
             steps += planner.dump_steps(toolset, source, db, wd, opts) + create_steps
             steps += planner.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
@@ -409,10 +413,16 @@ class _Snapshots:
     and verify counts the source in it, so writes during the migration cannot raise false alarms."""
 
     def __init__(self, plan: Plan, enabled: bool):
-        self.plan, self.enabled, self.open = plan, enabled and plan.source is not None, {}
+        self.plan, self.open, self.tables = plan, {}, {}
+        self.enabled = enabled and plan.source is not None   # --verify
+        # The stream method reads everything in one snapshot, verified or not.
+        self.exporting = self.enabled or (plan.opts.method == 'stream' and plan.source is not None)
+
+    def snapshot(self, database: str) -> Optional[str]:
+        return self.open.get(database, (None, None))[1]
 
     def step_for(self, step: Step) -> Step:
-        if not self.enabled or step.name not in ('dump', 'transfer'):
+        if not self.exporting or step.name not in ('dump', 'transfer', 'dump-schema'):
             return step
         conn = catalog.connect(self.plan.source, step.database)
         try:
@@ -424,7 +434,18 @@ class _Snapshots:
                                  'Run without --verify, and verify afterwards with `az postgres dumprestore verify`.') \
                 from err
         self.open[step.database] = (conn, snapshot)
-        return replace(step, argv=step.argv + [f'--snapshot={snapshot}'])
+        argv = step.argv + [f'--snapshot={snapshot}']
+        if step.name == 'dump-schema':
+            argv = self._without_table_data(step.database, conn, argv)
+        return replace(step, argv=argv)
+
+    def _without_table_data(self, database, conn, argv) -> list:
+        """The stream method copies the tables' data itself: pg_dump leaves out exactly those (not the
+        materialized views, whose REFRESH it must keep), as read in the snapshot."""
+        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+        self.tables[database] = stream.read_tables(conn, self.plan.source_major)
+        excludes = [f'--exclude-table-data={stream.pattern(t)}' for t in self.tables[database]]
+        return [a for a in argv if a != stream.ALL_TABLE_DATA] + excludes
 
     def verify(self, database: str) -> dict:
         _, snapshot = self.open.get(database, (None, None))
@@ -482,7 +503,9 @@ def _execute_step(plan, step, report, runner, snapshots, progress, secret_values
     if step.name.startswith('roles-') and report.roles['status'] == 'failed':
         return  # nothing to clean or restore after a failed roles dump
     progress(f'{step.description}...')
-    if step.in_process:
+    if step.name == 'copy':
+        _copy(plan, step, db, snapshots, progress)
+    elif step.in_process:
         _in_process(step, report.roles if db is None else db)
     else:
         _run_process(plan, step, db, report, runner, snapshots, progress, secret_values)
@@ -499,6 +522,35 @@ def _in_process(step: Step, record: dict) -> None:
                 {'object': x, 'reason': dumpclean.LEFT_OUT_REASON} for x in _clean_dump(step)]
     except (OSError, ValueError) as err:
         record.update(status='failed', failedStep=step.name, error=str(err))
+
+
+def _copy(plan, step, db, snapshots, progress):
+    """The stream method's data: every table, in the snapshot the schema was dumped in."""
+    started = time.monotonic()
+    try:
+        result = stream.copy_tables(plan.source, plan.target, step.database, snapshots.snapshot(step.database),
+                                    snapshots.tables.pop(step.database), plan.opts.jobs, progress)
+    except (psycopg.Error, catalog.ConnectError) as err:
+        result = stream.CopyResult(failed={'table': None, 'error': str(err).strip()})
+    db['durations']['copy'] = round(time.monotonic() - started, 2)
+    db.update(copy=result.as_dict(), dumpBytes=sum(t['bytes'] for t in result.tables))
+    if result.failed:
+        db.update(status='failed', failedStep='copy',
+                  error=f"{result.failed['table'] or 'connecting'}: {result.failed['error']}")
+        snapshots.release(step.database)
+        return
+    if not snapshots.enabled:  # nothing reads the snapshot any more: do not hold the source's horizon back
+        snapshots.release(step.database)
+    # The final pass skips what the workers built already.
+    kept = [line for line in Path(step.input).read_text(encoding='utf-8').splitlines()
+            if not _built(line, result.early_oids)]
+    _write_private(Path(step.output), ''.join(f'{line}\n' for line in kept).encode())
+
+
+def _built(line: str, oids: set) -> bool:
+    entry = dumpclean.parse_list_line(line)
+    return entry is not None and entry.desc in ('INDEX', 'CONSTRAINT') and \
+        int(line.split(';', 1)[1].split()[1]) in oids
 
 
 def _finish_database(plan, db, step, snapshots, progress):
@@ -529,7 +581,7 @@ def _run_process(plan, step, db, report, runner, snapshots, progress, secret_val
 def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str, exits: list) -> None:
     # pylint: disable=too-many-arguments
     db['durations'][step.name] = round(result.seconds, 2)
-    if step.name in ('dump', 'transfer'):
+    if step.name in ('dump', 'transfer', 'dump-schema'):
         db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
     if step.name == 'transfer':
         if result.left_out:
@@ -538,8 +590,8 @@ def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str, e
         _record_log(db, step.pipe, max(result.pipe.returncode, 0), pipe_error, 'restore')
         if result.returncode != 0 and db['status'] != 'failed':
             db.update(status='failed', failedStep='dump', error=error)
-    elif step.name == 'restore-schemas':
-        exits.append(result.returncode)  # judged with the second pass, whose log it shares
+    elif step.name in ('restore-schemas', 'restore-pre'):
+        exits.append(result.returncode)  # judged with the last pass, whose log it shares
     elif step.name == 'restore':
         db.setdefault('dumpPath', step.input)
         db.setdefault('dumpBytes', size_of(step.input))

@@ -9,6 +9,7 @@ from typing import Optional
 
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
+from azext_pgdump.pg.stream import ALL_TABLE_DATA
 from azext_pgdump.pg.tools import Toolset
 from azext_pgdump.pg.workdir import file_stem
 
@@ -37,8 +38,9 @@ class Step:
 
     @property
     def in_process(self) -> bool:
-        """Done by `run` itself; the argv is the same work as an az command, for show-commands."""
-        return bool(self.argv) and self.argv[0] == 'az'
+        """Done by `run` itself; the argv is the same work as an az command, for show-commands (the stream
+        method's copy is rendered as per-table pipelines instead)."""
+        return self.name == 'copy' or (bool(self.argv) and self.argv[0] == 'az')
 
     @property
     def needs_password(self) -> bool:
@@ -54,7 +56,7 @@ class Step:
 
 @dataclass
 class Options:
-    method: str = 'directory'      # 'plain' or 'directory'
+    method: str = 'directory'      # 'plain', 'directory' or 'stream'
     jobs: int = 2
     roles: bool = True
     no_owner: bool = False
@@ -75,7 +77,8 @@ class DatabaseFiles:
 
 def files_for(workdir: Path, database: str, method: str) -> DatabaseFiles:
     stem = file_stem(database)
-    return DatabaseFiles(dump=workdir / (f'{stem}.sql' if method == 'plain' else f'{stem}.dir'),
+    suffix = {'plain': '.sql', 'stream': '.schema.dump'}.get(method, '.dir')
+    return DatabaseFiles(dump=workdir / f'{stem}{suffix}',
                          errors_log=workdir / f'{stem}.errors.log', stem=workdir / stem)
 
 
@@ -214,3 +217,42 @@ def streamed_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Datab
                     stderr=str(workdir / f'{file_stem(db.name)}.dump.log'), pipe=restore,
                     filter=clean_dump_argv(Path('-')))
     return [transfer, analyze_step(tools, target, db.name, opts)]
+
+
+def stream_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Database, workdir: Path,
+                 opts: Options) -> tuple:
+    """`--method stream`: the schema (no table data) dumped under one exported snapshot, its pre-data
+    restored (schemas and their grants first), every table copied source -> target by the workers of
+    pg/stream.py in that snapshot, each table's indexes built as its data lands, then the rest (sequences,
+    large objects, foreign keys, triggers, grants, ...) by pg_restore -j. Returns (steps before the
+    target database exists, steps after)."""
+    files = files_for(workdir, db.name, 'stream')
+    listing, schemas = files.beside('.toc.list'), files.beside('.toc.schemas.list')
+    rest, final = files.beside('.toc.rest.list'), files.beside('.toc.final.list')
+    dbarg, log = f'--dbname={target.conninfo(db.name)}', str(files.errors_log)
+    flags = _owner_acl_flags(opts)
+    restore = [tools.path('pg_restore'), *flags]
+    before = [Step('dump-schema', f'Dump the schema of {db.name} (no table data) in an exported snapshot', 'source',
+                   [tools.path('pg_dump'), *flags, '--format=custom', '--compress=0', ALL_TABLE_DATA,
+                    f'--file={files.dump}', f'--dbname={source.conninfo(db.name)}'],
+                   database=db.name, output=str(files.dump), stderr=str(files.beside('.dump.log')))]
+    after = [
+        Step('restore-list', f'List what the schema of {db.name} holds', 'target',
+             [tools.path('pg_restore'), '--list', f'--file={listing}', str(files.dump)], database=db.name,
+             output=str(listing)),
+        Step('restore-clean', f'Leave Azure service objects out of {db.name}; schemas and grants first', 'target',
+             clean_dump_argv(listing, rest, schemas), database=db.name, input=str(listing), output=str(rest)),
+        Step('restore-schemas', f'Restore the schemas of {db.name} and their grants', 'target',
+             [*restore, f'--use-list={schemas}', dbarg, str(files.dump)], database=db.name, stderr=log,
+             env=dict(RESTORE_ENV), input=str(files.dump)),
+        Step('restore-pre', f'Create the tables and types of {db.name}', 'target',
+             [*restore, '--section=pre-data', f'--use-list={rest}', dbarg, str(files.dump)], database=db.name,
+             stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump)),
+        Step('copy', f'Copy every table of {db.name} from source to target, {opts.jobs} at a time', 'source',
+             [], database=db.name, input=str(rest), output=str(final)),
+        Step('restore', f'Restore the rest of {db.name}: sequences, large objects, constraints, triggers, grants',
+             'target', [*restore, '--section=data', '--section=post-data', f'--jobs={opts.jobs}',
+                        f'--use-list={final}', dbarg, str(files.dump)],
+             database=db.name, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump)),
+        analyze_step(tools, target, db.name, opts)]
+    return before, after

@@ -4,7 +4,9 @@ No password is ever printed: bash and PowerShell read it with a hidden prompt in
 expects it set beforehand; each command gets it as PGPASSWORD in its own environment."""
 import shlex
 
+from azext_pgdump.pg import stream
 from azext_pgdump.pg.plan import Step, clean_dump_argv
+from azext_pgdump.pg.workdir import file_stem
 
 PROMPT_VARS = {'source': 'SOURCE_PGPASSWORD', 'target': 'TARGET_PGPASSWORD'}
 CHECKED_PROGRAMS = ('pg_dump', 'pg_dumpall', 'pg_restore', 'psql')
@@ -67,12 +69,52 @@ class Bash(_Shell):
         return ' '.join(words)
 
     def command(self, step: Step):
+        if step.name == 'copy':
+            return self._copy(step)
+        if step.name == 'dump-schema':
+            return self._dump_schema(step)
         middle = ' '.join(shlex.quote(a) for a in step.filter) + ' | ' if step.filter else ''
         line = f'{self._one(step)} | tee {shlex.quote(step.stdout)} | {middle}{self._one(step.pipe)}' \
             if step.pipe else self._one(step)
         # Like run: stop at a failed dump, drop or create. A restore goes on (pg_restore exits 1 on harmless
         # errors); its errors log is read next.
         return line + (' || exit 1' if step.name in STOP_ON_FAILURE else '')
+
+    def _tables_file(self, step: Step) -> str:
+        return str(self.plan.workdir / f'{file_stem(step.database)}.tables')
+
+    def _dump_schema(self, step: Step):
+        """pg_dump leaves out the data of exactly the tables the copy moves (materialized views keep theirs)."""
+        plan, var = self.plan, self.password_var(step)
+        listing = [str(plan.tools.bindir / 'psql'), '-X', '-At', '-c', stream.LIST_TABLES_FOR_SCRIPTS,
+                   f'--dbname={plan.source.conninfo(step.database)}']
+        pw = f'PGPASSWORD="${var}" ' if var else ''
+        dump = Step(step.name, step.description, step.side, [a for a in step.argv if a != stream.ALL_TABLE_DATA],
+                    database=step.database, stderr=step.stderr)
+        return '\n'.join([
+            f'{pw}{" ".join(shlex.quote(a) for a in listing)} > {shlex.quote(self._tables_file(step))} || exit 1',
+            f'mapfile -t tables < {shlex.quote(self._tables_file(step))}; excluded=()',
+            'for t in "${tables[@]}"; do excluded+=("--exclude-table-data=$t"); done',
+            f'{self._one(dump)} "${{excluded[@]}}" || exit 1'])
+
+    def _copy(self, step: Step):
+        """run's workers, as a script: each table a COPY pipe, `jobs` at a time. A script cannot share run's
+        snapshot, so a source that changes meanwhile gives a copy that is not consistent."""
+        plan = self.plan
+        src, tgt = plan.source.conninfo(step.database), plan.target.conninfo(step.database)
+        psql = shlex.quote(str(plan.tools.bindir / 'psql'))
+        pw_src, pw_tgt = (f'PGPASSWORD="${var}" ' if var else '' for var in (
+            self.password_var(Step('x', '', 'source', ['psql'])), self.password_var(Step('x', '', 'target', ['psql']))))
+        return '\n'.join([
+            f'cp {shlex.quote(step.input)} {shlex.quote(step.output)}',
+            'n=0',
+            'while IFS= read -r t; do',
+            f'  ( {pw_src}{psql} -X -q -c "COPY $t TO STDOUT" --dbname={shlex.quote(src)} | '
+            f'{pw_tgt}PGOPTIONS=\'-c synchronous_commit=off\' {psql} -X -q -v ON_ERROR_STOP=1 -c "COPY $t FROM STDIN" '
+            f'--dbname={shlex.quote(tgt)} ) &',
+            f'  n=$((n + 1)); [ $((n % {plan.opts.jobs})) -eq 0 ] && wait',
+            f'done < {shlex.quote(self._tables_file(step))}',
+            'wait'])
 
     def check_log(self, path):
         return f"grep -E 'ERROR|FATAL' {shlex.quote(path)} || echo {shlex.quote(f'No errors in {path}')}"
@@ -192,6 +234,9 @@ def _from_file(step: Step) -> list:
 
 
 def render(plan, shell: str = 'bash') -> str:
+    if shell != 'bash' and any(s.name == 'copy' for s in plan.steps):
+        raise ValueError('The stream method is rendered for bash only; use --method directory or plain for '
+                         f'{shell}.')
     sh = SHELLS[shell](plan)
     c = sh.comment
     lines = [f'{c} {plan.mode} plan from az postgres dumprestore: method {plan.opts.method}, jobs {plan.opts.jobs}',

@@ -1,0 +1,198 @@
+"""The data of `run --method stream`: every table copied straight from source to target by `jobs`
+workers, largest first, all reading the one snapshot pg_dump read the schema in; each table's indexes
+and key constraints built on the target as soon as its data is in, while other tables still load.
+
+A worker holds one source and one target connection for all the tables it copies (a TLS login costs
+tens of milliseconds; thousands of tables must not cost thousands of logins). COPY blocks pass through
+unparsed (text COPY, which crosses major versions)."""
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import psycopg
+from psycopg import sql
+
+from azext_pgdump.pg import catalog
+from azext_pgdump.pg.endpoint import Endpoint
+
+# Settings of the target sessions that load: what a normal Azure login may set, and what speeds a load.
+TARGET_SESSION = ["SET synchronous_commit = off", "SET maintenance_work_mem = '256MB'",
+                  "SELECT pg_catalog.set_config('search_path', '', false)"]
+
+_TABLES = """
+SELECT c.oid, n.nspname, c.relname, pg_relation_size(c.oid), {partition}
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+ORDER BY 4 DESC, 2, 3"""
+_COLUMNS = """
+SELECT attrelid, attname FROM pg_attribute
+WHERE attrelid = ANY(%s) AND attnum > 0 AND NOT attisdropped {generated} ORDER BY attrelid, attnum"""
+# Indexes and key constraints a plain table can have built right after its data. Left to the final
+# pass: indexes of partitions (attached to their parent's), clustered and replica-identity indexes
+# (pg_dump adds statements to those entries), invalid ones (pg_dump skips them).
+_EARLY = """
+SELECT i.indrelid, i.indexrelid, con.oid, con.conname, pg_get_indexdef(i.indexrelid),
+       CASE WHEN con.oid IS NOT NULL THEN pg_get_constraintdef(con.oid) END
+FROM pg_index i LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = ANY(%s) AND i.indisvalid AND NOT i.indisclustered AND NOT i.indisreplident
+  AND (con.oid IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid))
+ORDER BY i.indrelid, i.indexrelid"""
+
+
+# For scripts (show-commands): the tables to copy, double-quoted: both a pg_dump pattern that matches
+# exactly that table and an SQL name for COPY.
+LIST_TABLES_FOR_SCRIPTS = (
+    "SELECT format('\"%s\".\"%s\"', replace(n.nspname, '\"', '\"\"'), replace(c.relname, '\"', '\"\"')) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg_toast%' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid "
+    "AND d.classid = 'pg_class'::regclass AND d.deptype = 'e') ORDER BY pg_relation_size(c.oid) DESC")
+
+
+# In the plan (and the scripts show-commands prints) pg_dump leaves out every table's data; run
+# replaces this with the tables it read in the snapshot, so that materialized views keep their REFRESH.
+ALL_TABLE_DATA = '--exclude-table-data=*.*'
+
+
+def pattern(table) -> str:
+    """A pg_dump pattern that matches exactly this table (double quotes make every character literal)."""
+    return '.'.join('"' + part.replace('"', '""') + '"' for part in (table.schema, table.name))
+
+
+@dataclass
+class Table:
+    oid: int
+    schema: str
+    name: str
+    bytes: int
+    columns: list = field(default_factory=list)
+    early: list = field(default_factory=list)        # SQL to run on the target after the data
+    early_oids: list = field(default_factory=list)   # catalog oids of those objects (their dump entries)
+
+    @property
+    def qualified(self) -> str:
+        return f'{self.schema}.{self.name}'
+
+
+def read_tables(conn, major: int) -> list:
+    """The tables pg_dump would dump data for, read in the caller's snapshot."""
+    partition = 'c.relispartition' if major >= 10 else 'false'
+    rows = conn.execute(_TABLES.format(partition=partition)).fetchall()
+    tables = {r[0]: Table(r[0], r[1], r[2], r[3]) for r in rows}
+    partitions = {r[0] for r in rows if r[4]}
+    oids = list(tables)
+    generated = "AND attgenerated = ''" if major >= 12 else ''
+    for oid, column in conn.execute(_COLUMNS.format(generated=generated), (oids,)).fetchall():
+        tables[oid].columns.append(column)
+    plain = [o for o in oids if o not in partitions]
+    for table_oid, index_oid, con_oid, conname, indexdef, condef in conn.execute(_EARLY, (plain,)).fetchall():
+        table = tables[table_oid]
+        if con_oid is not None:
+            table.early.append(sql.SQL('ALTER TABLE ONLY {}.{} ADD CONSTRAINT {} ').format(
+                sql.Identifier(table.schema), sql.Identifier(table.name), sql.Identifier(conname)).as_string(None)
+                + condef)
+            table.early_oids.append(con_oid)
+        else:
+            table.early.append(indexdef)
+            table.early_oids.append(index_oid)
+    return list(tables.values())
+
+
+@dataclass
+class CopyResult:
+    tables: list = field(default_factory=list)       # per table: name, rows, bytes, seconds
+    failed: Optional[dict] = None                    # the first failure: table, error
+    connections: int = 0
+    early_oids: set = field(default_factory=set)     # what was built here, for the final pass to skip
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != 'early_oids'}
+
+
+class _Worker:
+    def __init__(self, source: Endpoint, target: Endpoint, database: str, snapshot: str):
+        self.src = catalog.connect(source, database)
+        self.tgt = None
+        try:
+            self.src.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+            self.src.execute(sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(snapshot)))
+            self.tgt = catalog.connect(target, database)
+            for statement in TARGET_SESSION:
+                self.tgt.execute(statement)
+        except BaseException:
+            self.close()
+            raise
+
+    def copy(self, table: Table) -> dict:
+        started, size = time.monotonic(), 0
+        name = sql.SQL('{}.{}').format(sql.Identifier(table.schema), sql.Identifier(table.name))
+        cols = sql.SQL(', ').join(sql.Identifier(c) for c in table.columns)
+        with self.src.cursor().copy(sql.SQL('COPY {} ({}) TO STDOUT').format(name, cols)) as out, \
+                self.tgt.cursor() as cur:
+            with cur.copy(sql.SQL('COPY {} ({}) FROM STDIN').format(name, cols)) as into:
+                for block in out:
+                    into.write(block)
+                    size += len(block)
+            rows = cur.rowcount
+        for statement in table.early:
+            self.tgt.execute(statement)
+        return {'name': table.qualified, 'rows': rows, 'bytes': size, 'indexesBuilt': len(table.early),
+                'seconds': round(time.monotonic() - started, 3)}
+
+    def close(self):
+        for conn in (self.src, self.tgt):
+            if conn is not None:
+                conn.close()
+
+
+def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str, tables: list, jobs: int,
+                progress: Callable[[str], None]) -> CopyResult:
+    """Copy `tables` (largest first) with `jobs` workers; stop all of them at the first failure."""
+    todo: queue.Queue = queue.Queue()
+    for table in sorted(tables, key=lambda t: -t.bytes):
+        todo.put(table)
+    result, lock, stop = CopyResult(), threading.Lock(), threading.Event()
+    total = len(tables)
+
+    def work():
+        try:
+            worker = _Worker(source, target, database, snapshot)
+        except (psycopg.Error, catalog.ConnectError) as err:
+            with lock:
+                result.failed = result.failed or {'table': None, 'error': str(err).strip()}
+            stop.set()
+            return
+        with lock:
+            result.connections += 2
+        try:
+            while not stop.is_set():
+                try:
+                    table = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done = worker.copy(table)
+                except psycopg.Error as err:
+                    with lock:
+                        result.failed = result.failed or {'table': table.qualified, 'error': str(err).strip()}
+                    stop.set()
+                    return
+                with lock:
+                    result.tables.append(done)
+                    result.early_oids.update(table.early_oids)
+                    progress(f'  copied {done["name"]}: {done["rows"]} rows, {done["bytes"]} bytes in '
+                             f'{done["seconds"]:.1f}s ({len(result.tables)}/{total} tables)')
+        finally:
+            worker.close()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(jobs, total)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return result
