@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 2, 8))
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="run only the approaches whose name contains one of these words (the first always runs)")
     args = parser.parse_args()
     bin18 = bindir(18)
     contenders = [("by hand, plain (pg_dump | psql)", by_hand_plain),
@@ -102,6 +104,8 @@ def main():
         contenders.append(("pgcopydb clone", pgcopydb))
     else:
         print("pgcopydb not installed (apt-get install -y pgcopydb): left out", file=sys.stderr)
+    if args.only:
+        contenders = contenders[:1] + [c for c in contenders[1:] if any(w in c[0] for w in args.only)]
     with ExitStack() as stack:
         world = start_world(stack)
         src, tgt = world.single.pg, world.flexible.pg

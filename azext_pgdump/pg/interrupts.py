@@ -1,26 +1,41 @@
-"""SIGTERM as an exception, so that `finally` blocks run: child processes are stopped and temporary
-firewall rules removed when a pipeline cancels a job, as they are on Ctrl-C."""
+"""SIGTERM and SIGHUP as an exception, so that `finally` blocks run: child processes are stopped, the
+manifest says "interrupted" and temporary firewall rules are removed when a pipeline cancels a job or an
+SSH session closes, as they are on Ctrl-C. Children also die with us when we are killed outright."""
+import ctypes
 import signal
+import sys
 from contextlib import contextmanager
+
+# SIGHUP does not exist on Windows.
+EXIT_SIGNALS = tuple(s for s in (getattr(signal, 'SIGTERM', None), getattr(signal, 'SIGHUP', None)) if s)
+_PR_SET_PDEATHSIG = 1
 
 
 @contextmanager
 def sigterm_as_exit():
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in EXIT_SIGNALS}
 
-    def on_sigterm(signum, _frame):
+    def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    for sig in previous:
+        signal.signal(sig, on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: the kernel sends it SIGKILL when we die, even by SIGKILL (Linux)."""
+    if sys.platform.startswith('linux'):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @contextmanager
 def shielded():
-    """Ignore SIGTERM and SIGINT while cleaning up, so a second one cannot cut the clean-up short."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    """Ignore SIGTERM, SIGHUP and SIGINT while cleaning up, so a second one cannot cut the clean-up short."""
+    previous = {sig: signal.getsignal(sig) for sig in (*EXIT_SIGNALS, signal.SIGINT)}
     for sig in previous:
         signal.signal(sig, signal.SIG_IGN)
     try:

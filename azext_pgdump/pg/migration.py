@@ -477,10 +477,18 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0,
     report, started = _Report(plan), time.monotonic()
     snapshots = _Snapshots(plan, verify)
     if plan.mode != 'restore':  # a restore reads the manifest; it never rewrites what the dump wrote
-        workdir.write_manifest(plan.workdir, _manifest(plan, 'running'))
+        workdir.write_manifest(plan.workdir, dict(_manifest(plan, 'running'), pid=os.getpid()))
+    step = None
     try:
         for step in plan.steps:
             _execute_step(plan, step, report, runner, snapshots, progress, secret_values)
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (runner); say where it stopped.
+        if plan.mode != 'restore':
+            workdir.write_manifest(plan.workdir, dict(
+                _manifest(plan, 'interrupted'), result=report.as_dict(started),
+                interruptedStep=step and {'name': step.name, 'database': step.database}))
+        raise
     finally:
         snapshots.close()
     out = report.as_dict(started)
@@ -529,7 +537,8 @@ def _copy(plan, step, db, snapshots, progress):
     started = time.monotonic()
     try:
         result = stream.copy_tables(plan.source, plan.target, step.database, snapshots.snapshot(step.database),
-                                    snapshots.tables.pop(step.database), plan.opts.jobs, progress)
+                                    snapshots.tables.pop(step.database), plan.opts.jobs, progress,
+                                    psql=plan.tools.path('psql'))
     except (psycopg.Error, catalog.ConnectError) as err:
         result = stream.CopyResult(failed={'table': None, 'error': str(err).strip()})
     db['durations']['copy'] = round(time.monotonic() - started, 2)
@@ -564,7 +573,16 @@ def _finish_database(plan, db, step, snapshots, progress):
 
 def _run_process(plan, step, db, report, runner, snapshots, progress, secret_values):
     # pylint: disable=too-many-arguments
-    result = runner.run(snapshots.step_for(step))
+    try:
+        result = runner.run(snapshots.step_for(step))
+    except OSError as err:  # a full disk under the work dir, a file that cannot be written: this step failed
+        record = report.roles if db is None else db
+        record.update(status='failed', failedStep=step.name, error=f'{err.strerror or err}: {err.filename or ""}'
+                      .rstrip(': '))
+        progress(f'  FAILED: {record["error"]}')
+        if db is not None:
+            snapshots.release(step.database)
+        return
     progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'
              + (f', {human(result.bytes_written)} written' if step.output else ''))
     error = _mask(result.stderr_tail.strip(), secret_values)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from azext_pgdump.pg.dumpclean import PlainFilter
+from azext_pgdump.pg.interrupts import die_with_parent
 from azext_pgdump.pg.plan import Step
 
 
@@ -62,7 +63,7 @@ class Runner:
         stderr = _open_private(step.stderr, step.stderr_append) if step.stderr else subprocess.PIPE
         try:
             with subprocess.Popen(step.argv, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                  umask=PRIVATE) as proc:
+                                  umask=PRIVATE, preexec_fn=die_with_parent) as proc:
                 try:
                     captured = self._wait(proc, step, started)
                 except BaseException:
@@ -81,11 +82,13 @@ class Runner:
         with _open_private(step.stdout) as tee, _open_private(step.stderr) as p_err, \
                 _open_private(consumer_step.stderr) as c_err:
             producer = subprocess.Popen(step.argv, env=self._env(step), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=p_err, umask=PRIVATE)
+                                        stdout=subprocess.PIPE, stderr=p_err, umask=PRIVATE,
+                                        preexec_fn=die_with_parent)
             consumer = None
             try:
                 consumer = subprocess.Popen(consumer_step.argv, env=self._env(consumer_step), stdin=subprocess.PIPE,
-                                            stdout=subprocess.DEVNULL, stderr=c_err, umask=PRIVATE)
+                                            stdout=subprocess.DEVNULL, stderr=c_err, umask=PRIVATE,
+                                            preexec_fn=die_with_parent)
                 cleaner = PlainFilter() if step.filter else None
                 self._copy(producer.stdout, tee, consumer.stdin, step, started, cleaner)
                 producer.wait()

@@ -81,3 +81,11 @@ GRANT SELECT ON ALL TABLES IN SCHEMA sales TO app_reader;
 ALTER TABLE sales.audit OWNER TO app_owner;
 ALTER FUNCTION sales.total(bigint) OWNER TO app_owner;
 ALTER VIEW sales.customer_totals OWNER TO app_owner;
+
+-- A table larger than the stream method's pipe threshold (8 MB): copied psql -> psql, not through Python.
+CREATE TABLE sales.events (id bigint PRIMARY KEY, customer_id bigint, kind text NOT NULL, payload jsonb,
+                           at timestamptz NOT NULL DEFAULT '2025-01-01');
+INSERT INTO sales.events SELECT g, 500 + 5 * (g % 300), 'kind ' || (g % 7),
+       jsonb_build_object('n', g, 'text', repeat('x', 40)), TIMESTAMPTZ '2025-01-01' + g * INTERVAL '1 second'
+FROM generate_series(1, 110000) g;
+CREATE INDEX events_customer_idx ON sales.events (customer_id);
