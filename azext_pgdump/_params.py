@@ -125,6 +125,10 @@ def load_arguments(self, _):
                            help='When a target database exists: fail (default), drop and re-create it (asks '
                                 'first unless --yes), or reuse it.')
             if verb == 'run':
+                c.argument('split_tables_larger_than', options_list=['--split-tables-larger-than'],
+                           help='Stream method: copy each table larger than this (for example 1GB, 512MB; 0: '
+                                'never) as --jobs ranges of its integer primary key (or, from PostgreSQL 14 on, of '
+                                'ctid) at once, so that one big table does not set the finishing time. Default: 1GB.')
                 c.argument('skip_check', options_list=['--skip-check'], arg_type=flag,
                            help='Do not run the checks of `az postgres dumprestore check` before starting.')
                 c.argument('verify', options_list=['--verify'], arg_type=flag,

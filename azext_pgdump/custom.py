@@ -1,5 +1,6 @@
 """One function per verb: wire the management plane (arm/) to the data plane (pg/), return plain data."""
 import os
+import re
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -44,14 +45,27 @@ def _jobs(jobs) -> int:
     return int(jobs or min(os.cpu_count() or 2, 8))
 
 
-def _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map=None) -> Options:
+_UNITS = {'': 1, 'B': 1, 'KB': 1 << 10, 'MB': 1 << 20, 'GB': 1 << 30, 'TB': 1 << 40}
+
+
+def _size(text) -> int:
+    """'512MB', '1.5GB', '0' -> bytes."""
+    match = re.fullmatch(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?B?)\s*', str(text), re.I)
+    if not match:
+        raise InvalidArgumentValueError(f'{text!r} is not a size.', recommendation='For example 512MB or 2GB; 0 never '
+                                                                                   'splits.')
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map=None, split=None) -> Options:
     try:
         overrides = locales.parse_overrides(locale_map)
     except ValueError as err:
         raise InvalidArgumentValueError(str(err), recommendation="For example --locale-map "
                                         "'English_United States.1252=en_US.utf8'.") from err
+    extra = {} if split is None else {'split_bytes': _size(split)}
     return Options(method=method, jobs=_jobs(jobs), roles=not no_roles, no_owner=bool(no_owner), no_acl=bool(no_acl),
-                   if_exists=if_exists or 'fail', locale_map=overrides)
+                   if_exists=if_exists or 'fail', locale_map=overrides, **extra)
 
 
 def _progress(cmd):
@@ -110,13 +124,14 @@ def migrate(cmd, resource_group_name=None, databases=None, method='directory', j
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
+            split_tables_larger_than=None,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
             target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map)
+    opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:

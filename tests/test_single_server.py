@@ -63,6 +63,12 @@ def test_every_database_migrates_with_owners_and_properties(single, source, targ
     roles = {r[0] for r in tgt.execute("SELECT rolname FROM pg_roles")}
     assert APP_ROLES & {r[0] for r in src.execute("SELECT rolname FROM pg_roles")} <= roles
 
+    if method == "stream":  # big tables go psql -> psql, small ones through the workers' own connections
+        appdb = next((d for d in result["databases"] if d["name"] == "appdb"), None)
+        if appdb:
+            assert {t["via"] for t in appdb["copy"]["tables"]} == {"relay", "pipe"}
+            assert appdb["copy"]["connections"] <= 2 * 2 and appdb["copy"]["failed"] is None
+            assert all(t["seconds"] >= 0 and t["bytes"] >= 0 for t in appdb["copy"]["tables"])
     shop = next(d for d in result["databases"] if d["name"] == "shop")
     assert {"object": "SCHEMA public (owner azure_superuser)", "reason": "Azure service object"} in shop["leftOut"]
     assert shop["localeMapped"] == {WINDOWS_LOCALE: FLEXIBLE_LOCALE} and shop["owner"] == "shop_owner"
@@ -140,3 +146,32 @@ def test_check_warns_of_unsafe_search_path_for_17_and_later(world, single):
     assert on18["search-path-safety"]["status"] == "warn" and "app.norm" in on18["search-path-safety"]["message"]
     assert "search_path" in on18["search-path-safety"]["fix"]
     assert on16["search-path-safety"]["status"] == "pass"
+
+
+def test_stream_splits_big_tables_into_ranges(world, single):
+    """A VM's PostgreSQL 15 (ctid ranges for a table without an integer key) and integer key ranges."""
+    vm, flex = world.vm_pg, world.flexible16.pg
+    with vm.connect(superuser=False) as conn:
+        conn.execute("CREATE DATABASE splitdb")
+    with vm.connect("splitdb", superuser=False) as conn:
+        conn.execute("CREATE TABLE keyed (id int PRIMARY KEY, body text); "
+                     "INSERT INTO keyed SELECT g, repeat('k', 100) FROM generate_series(1, 30000) g; "
+                     "CREATE TABLE heap (body text, n int); "
+                     "INSERT INTO heap SELECT repeat('h', 100), g FROM generate_series(1, 30000) g")
+    try:
+        proc = world.az.run("postgres", "dumprestore", "run", "-g", RESOURCE_GROUP, "--databases", "splitdb",
+                            "--source-host", vm.host, "--source-port", str(vm.port), "--source-admin-user", vm.admin,
+                            f"--source-admin-password={vm.admin_password}", "--target-server", "flex16",
+                            "--target-host", flex.host, "--target-port", str(flex.port),
+                            f"--target-admin-password={flex.admin_password}", "--method", "stream", "--jobs", "3",
+                            "--split-tables-larger-than", "1MB", "--if-exists", "drop", "--yes", "--no-roles",
+                            "--work-dir", str(single.tmp / "split"), "--pg-bin-dir", str(bindir(18)), "-o", "json",
+                            check=False)
+        assert proc.returncode == 0, proc.stderr
+        tables = {t["name"]: t for t in result_of(proc)["databases"][0]["copy"]["tables"]}
+        assert tables["public.keyed"]["parts"] == 3 and tables["public.heap"]["parts"] == 3
+        assert tables["public.keyed"]["rows"] == tables["public.heap"]["rows"] == 30000
+        assert_same(vm, flex, "splitdb")
+    finally:
+        vm.drop_database("splitdb")
+        flex.drop_database("splitdb")

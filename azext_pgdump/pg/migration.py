@@ -443,8 +443,10 @@ class _Snapshots:
         """The stream method copies the tables' data itself: pg_dump leaves out exactly those (not the
         materialized views, whose REFRESH it must keep), as read in the snapshot."""
         conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
-        self.tables[database] = stream.read_tables(conn, self.plan.source_major)
-        excludes = [f'--exclude-table-data={stream.pattern(t)}' for t in self.tables[database]]
+        tables = stream.read_tables(conn, self.plan.source_major)
+        opts = self.plan.opts
+        self.tables[database] = stream.split(conn, tables, opts.split_bytes, opts.jobs, self.plan.source_major)
+        excludes = [f'--exclude-table-data={stream.pattern(t)}' for t in tables]
         return [a for a in argv if a != stream.ALL_TABLE_DATA] + excludes
 
     def verify(self, database: str) -> dict:

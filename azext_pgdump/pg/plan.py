@@ -63,6 +63,7 @@ class Options:
     no_acl: bool = False
     if_exists: str = 'fail'        # 'fail', 'drop' or 'reuse'
     locale_map: dict = field(default_factory=dict)   # source locale -> target locale (--locale-map)
+    split_bytes: int = 1 << 30     # stream: tables larger than this are copied as --jobs ranges at once (0: never)
 
 
 @dataclass

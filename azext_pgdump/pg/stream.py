@@ -115,6 +115,58 @@ def read_tables(conn, major: int) -> list:
     return list(tables.values())
 
 
+_INT_KEY = """
+SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+WHERE i.indrelid = %s AND i.indisprimary AND i.indnatts = 1
+  AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)"""
+
+
+@dataclass
+class Part:
+    """A table, or a range of it: big tables are copied as ranges in parallel, so that one of them
+    does not set the finishing time."""
+    table: Table
+    where: Optional[sql.Composable] = None   # None: the whole table
+    bytes: int = 0
+    of: int = 1                              # how many parts the table has
+
+
+def split(conn, tables: list, larger_than: int, parts: int, major: int) -> list:
+    """Parts to copy, largest first. A table over `larger_than` bytes becomes `parts` ranges of its
+    integer primary key (index range scans), or, from PostgreSQL 14 on, of ctid (TID range scans);
+    other tables stay whole."""
+    out = []
+    for table in tables:
+        ranges = _ranges(conn, table, parts, major) if larger_than and table.bytes > larger_than and parts > 1 \
+            else None
+        if not ranges:
+            out.append(Part(table, None, table.bytes))
+            continue
+        out += [Part(table, where, table.bytes // len(ranges), len(ranges)) for where in ranges]
+    return sorted(out, key=lambda p: -p.bytes)
+
+
+def _ranges(conn, table: Table, parts: int, major: int) -> Optional[list]:
+    name = sql.SQL('{}.{}').format(sql.Identifier(table.schema), sql.Identifier(table.name))
+    key = conn.execute(_INT_KEY, (table.oid,)).fetchone()
+    if key:
+        col = sql.Identifier(key[0])
+        low, high = conn.execute(sql.SQL('SELECT min({0}), max({0}) FROM {1}').format(col, name)).fetchone()
+        if low is None or high - low < parts:
+            return None
+        bounds = [low + (high - low + 1) * k // parts for k in range(parts)] + [high + 1]
+        return [sql.SQL('{} >= {} AND {} < {}').format(col, sql.Literal(a), col, sql.Literal(b))
+                for a, b in zip(bounds, bounds[1:])]
+    if major < 14:
+        return None
+    blocks = conn.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int",
+                          (table.oid,)).fetchone()[0]
+    bounds = [blocks * k // parts for k in range(parts)]
+    conds = [sql.SQL('ctid >= {}::tid AND ctid < {}::tid').format(sql.Literal(f'({a},0)'), sql.Literal(f'({b},0)'))
+             for a, b in zip(bounds, bounds[1:])]
+    return conds + [sql.SQL('ctid >= {}::tid').format(sql.Literal(f'({bounds[-1]},0)'))]
+
+
 @dataclass
 class CopyResult:
     tables: list = field(default_factory=list)       # per table: name, rows, bytes, seconds
@@ -141,21 +193,26 @@ class _Worker:
             self.close()
             raise
 
-    def copy(self, table: Table) -> dict:
-        started = time.monotonic()
+    def copy(self, part: Part) -> dict:
+        started, table = time.monotonic(), part.table
         name = sql.SQL('{}.{}').format(sql.Identifier(table.schema), sql.Identifier(table.name))
         cols = sql.SQL(', ').join(sql.Identifier(c) for c in table.columns)
-        copy_out = sql.SQL('COPY {} ({}) TO STDOUT').format(name, cols).as_string(None)
+        source = name if part.where is None else sql.SQL('(SELECT {} FROM {} WHERE {})').format(cols, name, part.where)
+        copy_out = (sql.SQL('COPY {} ({}) TO STDOUT').format(name, cols) if part.where is None else
+                    sql.SQL('COPY {} TO STDOUT').format(source)).as_string(None)
         copy_in = sql.SQL('COPY {} ({}) FROM STDIN').format(name, cols).as_string(None)
-        if self.psql and table.bytes >= PIPE_THRESHOLD:
+        if self.psql and part.bytes >= PIPE_THRESHOLD:
             # the size on the source's disk: the bytes pass between the two psql, not through here
-            (rows, size), how = (self._pipe(copy_out, copy_in), table.bytes), 'pipe'
+            (rows, _), size, how = self._pipe(copy_out, copy_in), part.bytes, 'pipe'
         else:
             (rows, size), how = self._relay(copy_out, copy_in), 'relay'
+        return {'name': table.qualified, 'rows': rows, 'bytes': size, 'via': how,
+                'seconds': round(time.monotonic() - started, 3)}
+
+    def build(self, table: Table) -> None:
+        """The table's indexes and key constraints, once all its data is in."""
         for statement in table.early:
             self.tgt.execute(statement)
-        return {'name': table.qualified, 'rows': rows, 'bytes': size, 'via': how, 'indexesBuilt': len(table.early),
-                'seconds': round(time.monotonic() - started, 3)}
 
     def _relay(self, copy_out: str, copy_in: str) -> tuple:
         """Small tables: through this process, on the worker's own connections (no new login)."""
@@ -188,7 +245,7 @@ class _Worker:
             out.wait()
         if out.returncode or into.returncode:
             raise CopyError((out_err or into_err).decode(errors='replace').strip() or 'psql failed')
-        return int(written.split()[-1]) if written.split() else 0
+        return int(written.split()[-1]) if written.split() else 0, None
 
     def close(self):
         for conn in (self.src, self.tgt):
@@ -196,47 +253,68 @@ class _Worker:
                 conn.close()
 
 
-def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str, tables: list, jobs: int,
+def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str, parts: list, jobs: int,
                 progress: Callable[[str], None], psql: Optional[str] = None) -> CopyResult:
-    """Copy `tables` (largest first) with `jobs` workers; stop all of them at the first failure."""
+    """Copy `parts` (largest first) with `jobs` workers; a table's indexes are built by the worker that
+    copies its last part. All stop at the first failure."""
     todo: queue.Queue = queue.Queue()
-    for table in sorted(tables, key=lambda t: -t.bytes):
-        todo.put(table)
+    for part in parts:
+        todo.put(part)
     result, lock, stop = CopyResult(), threading.Lock(), threading.Event()
-    total = len(tables)
+    pending = {p.table.oid: p.of for p in parts}
+    merged: dict = {}
+    total = len(pending)
+
+    def fail(table, err):
+        with lock:
+            result.failed = result.failed or {'table': table, 'error': str(err).strip()}
+        stop.set()
+
+    def finished(part: Part, done: dict) -> bool:
+        """Record a part; True when it was the table's last."""
+        with lock:
+            entry = merged.setdefault(part.table.oid, dict(done, rows=0, bytes=0, parts=part.of))
+            entry['rows'] += done['rows'] or 0
+            entry['bytes'] += done['bytes'] or 0
+            entry['seconds'] = max(entry['seconds'], done['seconds'])
+            pending[part.table.oid] -= 1
+            return pending[part.table.oid] == 0
 
     def work():
         try:
             worker = _Worker(source, target, database, snapshot, psql)
         except (psycopg.Error, catalog.ConnectError) as err:
-            with lock:
-                result.failed = result.failed or {'table': None, 'error': str(err).strip()}
-            stop.set()
+            fail(None, err)
             return
         with lock:
             result.connections += 2
         try:
             while not stop.is_set():
                 try:
-                    table = todo.get_nowait()
+                    part = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    done = worker.copy(table)
+                    last = finished(part, worker.copy(part))
+                    if last:
+                        started = time.monotonic()
+                        worker.build(part.table)
                 except (psycopg.Error, CopyError, OSError) as err:
-                    with lock:
-                        result.failed = result.failed or {'table': table.qualified, 'error': str(err).strip()}
-                    stop.set()
+                    fail(part.table.qualified, err)
                     return
-                with lock:
-                    result.tables.append(done)
-                    result.early_oids.update(table.early_oids)
-                    progress(f'  copied {done["name"]}: {done["rows"]} rows, {done["bytes"]} bytes in '
-                             f'{done["seconds"]:.1f}s ({len(result.tables)}/{total} tables)')
+                if last:
+                    with lock:
+                        entry = merged[part.table.oid]
+                        entry.update(indexesBuilt=len(part.table.early),
+                                     indexSeconds=round(time.monotonic() - started, 3))
+                        result.tables.append(entry)
+                        result.early_oids.update(part.table.early_oids)
+                        progress(f'  copied {entry["name"]}: {entry["rows"]} rows, {entry["bytes"]} bytes in '
+                                 f'{entry["seconds"]:.1f}s ({len(result.tables)}/{total} tables)')
         finally:
             worker.close()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(jobs, total)))]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(jobs, len(parts))))]
     for thread in threads:
         thread.start()
     for thread in threads:
