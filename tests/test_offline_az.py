@@ -4,7 +4,7 @@ import json
 
 def test_extension_installed_from_wheel_in_private_dir(az):
     ext = json.loads(az.run("extension", "show", "--name", "pgdump", "-o", "json").stdout)
-    assert ext["version"] == "0.1.0" and ext["path"].startswith(az.env["AZURE_EXTENSION_DIR"])
+    assert ext["version"] == "0.2.0" and ext["path"].startswith(az.env["AZURE_EXTENSION_DIR"])
     assert ext["extensionType"] == "whl" and ext["metadata"]["azext.isPreview"] is True
 
 

@@ -9,7 +9,7 @@ from psycopg import sql
 from tests.infra.azcli import AZ
 from tests.infra.pgbin import bindir
 from tests.infra.world import RESOURCE_GROUP
-from tests.migration_helpers import assert_same
+from tests.migration_helpers import assert_same, write_pgpass
 
 AWKWARD = """we'ird "db" $HOME ü"""
 SHOW = ("postgres", "dumprestore", "show-commands")
@@ -48,14 +48,65 @@ def test_printed_bash_migrates_for_real(world, awkward_db, tmp_path, method):
         assert secret not in script
     assert "user=pgadmin@single1 " in script  # the Single Server login carries its suffix
     assert "read -rs" in script and "2> pgdump/appdb.errors.log" in script
-    passwords = f"{world.single.pg.admin_password}\n{world.flexible.pg.admin_password}\n"
-    env = dict(world.az.env, PATH=f"{AZ.parent}:{os.environ['PATH']}")
-    ran = subprocess.run(["bash", "-c", script], input=passwords, cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
+    # unattended, as in a pipeline: passwords in the environment, no standard input, no terminal
+    env = dict(world.az.env, PATH=f"{AZ.parent}:{os.environ['PATH']}",
+               SOURCE_PGPASSWORD=world.single.pg.admin_password, TARGET_PGPASSWORD=world.flexible.pg.admin_password)
+    ran = subprocess.run(["bash", "-c", script], stdin=subprocess.DEVNULL, cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600, start_new_session=True)
     assert ran.returncode == 0, ran.stderr + ran.stdout
+    assert "Password for" not in ran.stderr
     assert "No errors in pgdump/appdb.errors.log" in ran.stdout
     for db in ("appdb", AWKWARD):
         assert_same(world.single.pg, world.flexible.pg, db)
+
+
+@pytest.mark.parametrize("way", ["piped into bash", "pgpass", "PGPASSWORD with a failing step"])
+def test_bash_runs_unattended(world, awkward_db, tmp_path, way):
+    """`show-commands | bash` (the prompt must not eat the script), a .pgpass, and PGPASSWORD alone; no
+    terminal in any of them, so no prompt. A failed step stops the script."""
+    world.flexible.pg.drop_database(AWKWARD)
+    script = show(world, "--databases", AWKWARD, "--method", "plain", "--no-roles").stdout
+    env = dict(world.az.env, PATH=f"{AZ.parent}:{os.environ['PATH']}")
+    gw, flex = world.gateway, world.flexible.pg
+    if way == "piped into bash":
+        env.update(SOURCE_PGPASSWORD=world.single.pg.admin_password, TARGET_PGPASSWORD=flex.admin_password)
+        ran = subprocess.run(["bash"], input=script, cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600, start_new_session=True)
+    else:
+        if way == "pgpass":
+            env["PGPASSFILE"] = str(write_pgpass(tmp_path / "pgpass", [
+                (gw.host, gw.port, "pgadmin@single1", world.single.pg.admin_password),
+                (flex.host, flex.port, flex.admin, flex.admin_password)]))
+        else:  # one password for both servers: the source accepts it, the target does not
+            env["PGPASSWORD"] = world.single.pg.admin_password
+        ran = subprocess.run(["bash", "-c", script], stdin=subprocess.DEVNULL, cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert "Password for" not in ran.stderr
+    if way.startswith("PGPASSWORD"):
+        assert ran.returncode == 1 and "password authentication failed" in ran.stderr
+        assert not list((tmp_path / "pgdump").glob("*.sql"))  # stopped at the failed create: no dump began
+        return
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    assert_same(world.single.pg, flex, AWKWARD)
+
+
+def test_powershell_and_cmd_stop_on_failed_steps_and_keep_the_users_password(world, awkward_db):
+    ps = show(world, "--databases", AWKWARD, "--shell", "powershell", "--if-exists", "drop").stdout
+    lines = ps.splitlines()
+    for i, line in enumerate(lines):
+        if "& '" in line and "--version" not in line and any(f"{p}'" in line for p in ("pg_dump", "createdb",
+                                                                                          "dropdb")):
+            assert line.endswith("$code = $LASTEXITCODE; $env:PGPASSWORD = $userPGPASSWORD"), line
+            assert lines[i + 1].startswith("if ($code -ne 0)") and "exit $code" in lines[i + 1], line
+    assert "Remove-Item Env:PGPASSWORD" not in ps and "$userPGPASSWORD = $env:PGPASSWORD" in ps
+    prompt = next(line for line in lines if line.startswith("$SOURCE_PGPASSWORD = "))
+    assert prompt.index("$env:SOURCE_PGPASSWORD") < prompt.index("$env:PGPASSWORD") < prompt.index("Read-Host")
+    assert "-NonI*" in ps and "$interactive -and -not (Test-Path $pgpass)" in prompt
+    cmd = show(world, "--databases", AWKWARD, "--shell", "cmd", "--if-exists", "drop").stdout.splitlines()
+    for i, line in enumerate(cmd):
+        if line.startswith('"') and "--version" not in line and any(f'{p}"' in line for p in ("pg_dump", "createdb",
+                                                                                               "dropdb")):
+            assert cmd[i + 1].startswith("if errorlevel 1 (") and "exit /b 1" in cmd[i + 1], line
 
 
 def test_both_methods_are_shown_like_the_connect_blade(world):
@@ -88,7 +139,8 @@ def test_powershell_quoting_and_hidden_prompt(world, awkward_db):
 
 def test_cmd_quoting_and_password_from_environment(world, awkward_db):
     script = show(world, "--databases", AWKWARD, "--shell", "cmd", "--if-exists", "drop").stdout
-    assert "if not defined SOURCE_PGPASSWORD" in script and 'set "PGPASSWORD=!SOURCE_PGPASSWORD!"' in script
+    assert "if not defined SOURCE_PGPASSWORD if defined PGPASSWORD" in script
+    assert 'set "PGPASSWORD=!SOURCE_PGPASSWORD!"' in script
     assert script.index("setlocal EnableDelayedExpansion") < script.index("PGPASSWORD=")
     assert '\\"db\\"' in script and "REM " in script
     assert world.single.pg.admin_password not in script

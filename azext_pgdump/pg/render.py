@@ -47,11 +47,19 @@ class Bash(_Shell):
     quote = staticmethod(shlex.quote)
 
     def preamble(self):
-        lines = ['set -u -o pipefail', 'umask 077  # dumps hold data, roles files password hashes']
+        own = ' / '.join(PROMPT_VARS[side] for side in self.sides())
+        lines = ['set -u -o pipefail', 'umask 077  # dumps hold data, roles files password hashes',
+                 f'# Passwords: {own}, else PGPASSWORD, else ~/.pgpass (PGPASSFILE);',
+                 '# a hidden prompt only when none is set and a terminal is there (read from it, not from stdin,',
+                 '# so that `show-commands | bash` works).']
         for side in self.sides():
-            ep = getattr(self.plan, side)
-            lines.append(f'read -rs -p {shlex.quote(f"Password for {ep.user} on {ep.name}: ")} '
-                         f'{PROMPT_VARS[side]} && echo')
+            ep, var = getattr(self.plan, side), PROMPT_VARS[side]
+            lines += [f'{var}="${{{var}:-${{PGPASSWORD:-}}}}"',
+                      f'if [ -z "${var}" ] && [ ! -r "${{PGPASSFILE:-$HOME/.pgpass}}" ] && '
+                      '{ : < /dev/tty; } 2> /dev/null; then',
+                      f'  IFS= read -rs -p {shlex.quote(f"Password for {ep.user} on {ep.name}: ")} {var} < /dev/tty '
+                      '&& echo >&2',
+                      'fi']
         lines.append(f'mkdir -p -m 700 {shlex.quote(str(self.plan.workdir))}')
         return lines
 
@@ -127,11 +135,19 @@ class PowerShell(_Shell):
     quote = staticmethod(ps_quote)
 
     def preamble(self):
-        lines = []
+        # A password already set (SOURCE_PGPASSWORD / TARGET_PGPASSWORD, PGPASSWORD) or a pgpass file is used
+        # as it is; a hidden prompt only in an interactive session (never under -NonInteractive).
+        lines = ['$interactive = [Environment]::UserInteractive -and -not ([Environment]::GetCommandLineArgs() '
+                 "-like '-NonI*')",
+                 '$pgpass = if ($env:PGPASSFILE) { $env:PGPASSFILE } else { Join-Path $env:APPDATA '
+                 "'postgresql\\pgpass.conf' }",
+                 '$userPGPASSWORD = $env:PGPASSWORD  # given back when the script ends']
         for side in self.sides():
             ep, var = getattr(self.plan, side), PROMPT_VARS[side]
-            lines.append(f'${var} = [System.Net.NetworkCredential]::new(\'\', (Read-Host -AsSecureString '
-                         f'-Prompt {ps_quote(f"Password for {ep.user} on {ep.name}")})).Password')
+            lines.append(f'${var} = if ($env:{var}) {{ $env:{var} }} elseif ($env:PGPASSWORD) {{ $env:PGPASSWORD }} '
+                         f'elseif ($interactive -and -not (Test-Path $pgpass)) {{ '
+                         f'[System.Net.NetworkCredential]::new(\'\', (Read-Host -AsSecureString '
+                         f'-Prompt {ps_quote(f"Password for {ep.user} on {ep.name}")})).Password }} else {{ \'\' }}')
         lines.append(f'New-Item -ItemType Directory -Force -Path {ps_quote(str(self.plan.workdir))} | Out-Null')
         return lines
 
@@ -146,8 +162,11 @@ class PowerShell(_Shell):
             words.append(f'{_redirect(step)} {ps_quote(step.stderr)}')
         cleanup = [f'Remove-Item Env:{k}' for k in step.env]
         if self.password_var(step):
-            cleanup.append('Remove-Item Env:PGPASSWORD')
-        return '; '.join(self._env(step) + [' '.join(words)] + cleanup)
+            cleanup.append('$env:PGPASSWORD = $userPGPASSWORD')  # never remove a variable the user had set
+        line = '; '.join(self._env(step) + [' '.join(words)] + ['$code = $LASTEXITCODE'] + cleanup)
+        if step.name in STOP_ON_FAILURE:
+            line += f"\nif ($code -ne 0) {{ Write-Error {ps_quote(f'{step.description} failed')}; exit $code }}"
+        return line
 
     def command(self, step: Step):
         if step.pipe:  # PowerShell pipes text, not bytes: write the file, then restore from it
@@ -171,9 +190,9 @@ class Cmd(_Shell):
         lines = ['setlocal EnableDelayedExpansion']
         for side in self.sides():
             var = PROMPT_VARS[side]
-            lines.append(f'REM Set {var} to the password of {getattr(self.plan, side).user} first '
-                         '(cmd cannot read a hidden password).')
-            lines.append(f'if not defined {var} (echo Set {var} first & exit /b 1)')
+            lines.append(f'REM Set {var} (or PGPASSWORD) to the password of {getattr(self.plan, side).user} first, '
+                         'or keep it in pgpass.conf (cmd cannot read a hidden password).')
+            lines.append(f'if not defined {var} if defined PGPASSWORD set "{var}=!PGPASSWORD!"')
         lines.append(f'if not exist {cmd_quote(str(self.plan.workdir))} mkdir {cmd_quote(str(self.plan.workdir))}')
         return lines
 
@@ -186,7 +205,10 @@ class Cmd(_Shell):
         if step.stderr:
             words.append(f'{_redirect(step)} {cmd_quote(step.stderr)}')
         unset = [f'set "{k}="' for k in step.env] + (['set "PGPASSWORD="'] if sets else [])
-        return '\n'.join(sets + [' '.join(words)] + unset)
+        check = [f'if errorlevel 1 (echo {cmd_quote(step.description + " failed")} & exit /b 1)'] \
+            if step.name in STOP_ON_FAILURE else []
+        # the check first: `set` clears errorlevel
+        return '\n'.join(sets + [' '.join(words)] + check + unset)
 
     def command(self, step: Step):
         if step.pipe:
