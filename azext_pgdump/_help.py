@@ -36,8 +36,11 @@ short-summary: Migrate databases and roles from one server to another with pg_du
 long-summary: >
   Picks pg_dump/pg_restore/psql at least as new as both servers, copies the roles (pg_dumpall --roles-only,
   cleaned of Azure service roles and superuser-only attributes), then for each database creates it on the
-  target, dumps it, restores it with stderr in <db>.errors.log, reads that log (known harmless Azure messages
-  are counted apart from real failures) and runs ANALYZE. Everything is written to --work-dir, which is kept.
+  target owned by its source owner, moves it (--method stream, the default: every table copied straight from
+  source to target by --jobs workers in one snapshot; directory: pg_dump -Fd -j N -Z0 and pg_restore -j N;
+  plain: one SQL file), reads the errors log in <db>.errors.log (known harmless Azure messages are counted
+  apart from real failures), runs ANALYZE and gives the database its source grants, settings and comment.
+  Everything is written to --work-dir, which is kept.
   Progress goes to stderr; the result (per database: status, phase durations, dump size, errors) to stdout.
   The exit code is non-zero when any database failed.
 examples:
@@ -49,6 +52,10 @@ examples:
     text: >
       az postgres dumprestore run --source-server /subscriptions/SUB/resourceGroups/rg1/providers/Microsoft.DBforPostgreSQL/flexibleServers/old
       --target-server new --target-resource-group rg2 --databases sales inventory --method directory --jobs 4
+  - name: Copy tables 8 at a time, the largest ones (over 2GB) as 8 ranges each.
+    text: >
+      az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --jobs 8
+      --split-tables-larger-than 2GB
   - name: From a PostgreSQL on a VM, one plain SQL file per database, without owners.
     text: >
       az postgres dumprestore run --source-host 10.0.0.4 --source-admin-user postgres

@@ -29,6 +29,12 @@ def _side_arguments(c, side, get_enum_type):
                default='require', help=f'libpq sslmode for the {side} server (the {other} has its own).')
 
 
+STREAM_HELP = ('stream (the default): every table copied straight from source to target by --jobs workers in one '
+               'snapshot, each table\'s indexes built as soon as its data is in, no data files; ')
+DIRECTORY_PLAIN_HELP = ('directory: pg_dump -Fd -j N -Z0 and pg_restore -j N (the guide\'s multi-core method, files '
+                        'you keep); plain: one SQL file restored with psql.')
+
+
 def load_arguments(self, _):
     from azure.cli.core.commands.parameters import get_enum_type, get_three_state_flag, resource_group_name_type
 
@@ -158,14 +164,10 @@ def load_arguments(self, _):
                                 'per-table COPY pipes, as run --method stream does.')
             elif verb != 'restore':
                 c.argument('method', options_list=['--method'],
-                           arg_type=get_enum_type(['directory', 'plain', 'stream'] if verb == 'run'
+                           arg_type=get_enum_type(['stream', 'directory', 'plain'] if verb == 'run'
                                                   else ['directory', 'plain']),
-                           default='directory',
-                           help='directory: pg_dump -Fd -j N and pg_restore -j N (fast, parallel); plain: one SQL '
-                                'file restored with psql' + ('; stream: every table copied straight from source to '
-                                                             'target by --jobs workers in one snapshot, each '
-                                                             'table\'s indexes built as soon as its data is in, no '
-                                                             'data files.' if verb == 'run' else '.'))
+                           default='stream' if verb == 'run' else 'directory',
+                           help=(STREAM_HELP if verb == 'run' else '') + DIRECTORY_PLAIN_HELP)
                 c.argument('reuse_work_dir', options_list=['--reuse-work-dir'], arg_type=flag,
                            help='Write into a --work-dir that holds an earlier migration.')
             else:

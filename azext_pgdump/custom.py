@@ -120,7 +120,7 @@ def _confirm_drop(if_exists, yes):
                           'databases, with all their data. Continue?', yes=yes)
 
 
-def migrate(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
+def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,

@@ -1,4 +1,5 @@
 """Temporary firewall rules through the real az and the emulator, whose rules really gate connections."""
+import json
 import os
 import signal
 import subprocess
@@ -111,8 +112,9 @@ def start_blocked_run(gated, tmp_path):
     """A run whose pg_dump waits on a table lock, with both temporary rules open."""
     locker = gated.single.pg.connect("fwdb", autocommit=False)
     locker.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+    # the directory method: its first step is the pg_dump child that waits on the lock
     proc = subprocess.Popen([str(AZ), *run_args(gated, "--work-dir", str(tmp_path / "wd"), "--if-exists", "drop",
-                                                "--yes", "--no-roles")],
+                                                "--yes", "--no-roles", "--method", "directory")],
                             env=gated.az.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.time() + 120
@@ -139,7 +141,7 @@ def child_command_lines(pid):
     return lines
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_rules_are_removed_on_interrupt(gated, tmp_path, sig):
     proc, locker = start_blocked_run(gated, tmp_path)
     try:
@@ -156,6 +158,39 @@ def test_rules_are_removed_on_interrupt(gated, tmp_path, sig):
     time.sleep(0.5)
     assert gated.single.pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'fwdb' "
                                    "AND application_name = 'pg_dump'")[0][0] == 0  # the child was stopped
+    manifest = json.loads((tmp_path / "wd" / "migration.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["interruptedStep"] == {"name": "dump", "database": "fwdb"}
+
+
+def processes_mentioning(text):
+    found = []
+    for proc in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{proc}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(proc))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+            pass
+    return found
+
+
+def test_children_die_with_a_killed_az(gated, tmp_path):
+    """kill -9 of az alone (no chance to clean up): its pg_dump must not go on by itself."""
+    proc, locker = start_blocked_run(gated, tmp_path)
+    try:
+        workdir = str(tmp_path / "wd")
+        assert processes_mentioning(workdir)  # pg_dump, waiting on the lock
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        deadline = time.time() + 5
+        while processes_mentioning(workdir) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not processes_mentioning(workdir)
+    finally:
+        locker.close()
+    gated.az.json("postgres", "dumprestore", "cleanup", "-g", RESOURCE_GROUP, "-s", "flex1")
+    gated.az.json("postgres", "dumprestore", "cleanup", "--ids", gated.single.id)
+    assert no_rules_left(gated)
 
 
 def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(gated, tmp_path):

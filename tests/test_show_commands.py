@@ -90,12 +90,14 @@ def test_bash_runs_unattended(world, awkward_db, tmp_path, way):
     assert_same(world.single.pg, flex, AWKWARD)
 
 
+STOPPING = ("pg_dump", "createdb", "dropdb")  # steps a script must not go on after
+
+
 def test_powershell_and_cmd_stop_on_failed_steps_and_keep_the_users_password(world, awkward_db):
     ps = show(world, "--databases", AWKWARD, "--shell", "powershell", "--if-exists", "drop").stdout
     lines = ps.splitlines()
     for i, line in enumerate(lines):
-        if "& '" in line and "--version" not in line and any(f"{p}'" in line for p in ("pg_dump", "createdb",
-                                                                                          "dropdb")):
+        if "& '" in line and "--version" not in line and any(f"{p}'" in line for p in STOPPING):
             assert line.endswith("$code = $LASTEXITCODE; $env:PGPASSWORD = $userPGPASSWORD"), line
             assert lines[i + 1].startswith("if ($code -ne 0)") and "exit $code" in lines[i + 1], line
     assert "Remove-Item Env:PGPASSWORD" not in ps and "$userPGPASSWORD = $env:PGPASSWORD" in ps
@@ -104,8 +106,7 @@ def test_powershell_and_cmd_stop_on_failed_steps_and_keep_the_users_password(wor
     assert "-NonI*" in ps and "$interactive -and -not (Test-Path $pgpass)" in prompt
     cmd = show(world, "--databases", AWKWARD, "--shell", "cmd", "--if-exists", "drop").stdout.splitlines()
     for i, line in enumerate(cmd):
-        if line.startswith('"') and "--version" not in line and any(f'{p}"' in line for p in ("pg_dump", "createdb",
-                                                                                               "dropdb")):
+        if line.startswith('"') and "--version" not in line and any(f'{p}"' in line for p in STOPPING):
             assert cmd[i + 1].startswith("if errorlevel 1 (") and "exit /b 1" in cmd[i + 1], line
 
 

@@ -78,9 +78,11 @@ def test_run_verify_counts_the_source_in_the_snapshot_the_dump_read(world, rich_
                             env=world.az.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
+        # pg_dump, or (stream, run's default) the session that read the tables in the exported snapshot
         while not rich_source.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb' "
-                                      "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'")[0][0]:
-            assert time.time() < deadline and proc.poll() is None, proc.communicate()
+                                      "AND application_name IN ('pg_dump', 'azext_pgdump') "
+                                      "AND wait_event_type = 'Lock'")[0][0]:
+            assert time.time() < deadline and proc.poll() is None, "nothing waits on the lock"
             time.sleep(0.2)
         rich_source.execute("INSERT INTO sales.customer (name) VALUES ('written during the dump')", dbname="appdb")
     finally:

@@ -5,6 +5,7 @@ import psycopg
 
 from azext_pgdump.pg.endpoint import Endpoint
 
+APPLICATION_NAME = 'azext_pgdump'
 # Databases that exist on every Azure server and are never migrated.
 NEVER_MIGRATED = frozenset({'azure_maintenance', 'azure_sys', 'template0', 'template1'})
 
@@ -26,7 +27,9 @@ class Database:
 
 def connect(endpoint: Endpoint, dbname: str = 'postgres') -> psycopg.Connection:
     try:
-        return psycopg.connect(endpoint.conninfo(dbname), password=endpoint.password, autocommit=True)
+        # Named, so that a DBA (or a test) can tell our sessions in pg_stat_activity.
+        return psycopg.connect(endpoint.conninfo(dbname), password=endpoint.password, autocommit=True,
+                               application_name=APPLICATION_NAME)
     except psycopg.OperationalError as err:
         raise ConnectError(f'Cannot connect to {endpoint.name} as {endpoint.user}: {str(err).strip()}') from err
 
