@@ -1,8 +1,9 @@
 """`make demo`: a real migration through the real az, on this machine, in about a minute.
 
-Starts a PostgreSQL 15 server behind a Single Server gateway and a PostgreSQL 18 server as a Flexible
-Server, both configured like Azure, and a local HTTPS ARM emulator that az is logged in to. Then it
-creates a sample database on the Single Server, lists the databases of both servers through az,
+Starts a PostgreSQL 11 Single Server (bootstrapped by azure_superuser, Windows locale, behind a gateway
+that wants user@servername) and a PostgreSQL 18 Flexible Server, both shaped like Azure's, and a local
+HTTPS ARM emulator that az is logged in to. Then it creates sample databases on the Single Server (one
+owned by an application role), lists the databases of both servers through az,
 migrates everything with `az postgres dumprestore run --verify`, and compares row counts."""
 import shlex
 import sys
@@ -15,7 +16,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.infra.pgbin import bindir  # noqa: E402
 from tests.infra.world import RESOURCE_GROUP, start_world  # noqa: E402
-from tests.migration_helpers import create_rich_source, table_counts, write_pgpass  # noqa: E402
+from tests.migration_helpers import (create_app_owned, create_rich_source, table_counts,  # noqa: E402
+                                     write_pgpass)
 
 
 def show(title):
@@ -34,9 +36,11 @@ def az(world, env, *args):
 
 def main():
     with ExitStack() as stack:
-        show("Starting PostgreSQL 15 (Single Server) and 18 (Flexible Server), the ARM emulator and az")
+        show("Starting PostgreSQL 11 (Single Server) and 18 (Flexible Server), the ARM emulator and az")
         world = start_world(stack)
         create_rich_source(world.single.pg)
+        create_app_owned(world.single.pg)
+        world.flexible.parameters["azure.extensions"] = "citext"  # shop uses it: allow-listed, as check asks
         gw, flex = world.gateway, world.flexible.pg
         pgpass = write_pgpass(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "pgpass", [
             (gw.host, gw.port, f"{world.single.pg.admin}@single1", world.single.pg.admin_password),
@@ -46,7 +50,7 @@ def main():
             show(f"Databases of {server}, through ARM")
             az(world, env, "postgres", "dumprestore", "list-databases", "-g", RESOURCE_GROUP, "-s", server,
                "-o", "table")
-        show("Migrating every database of single1 to flex1")
+        show("Migrating every database of single1 to flex1 (--method stream, the default)")
         work = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "migration"
         env_progress = dict(env, AZURE_CORE_ONLY_SHOW_ERRORS="false")
         proc = world.az.run(
@@ -62,11 +66,12 @@ def main():
         if proc.returncode != 0:
             raise SystemExit(proc.returncode)
         show("Row counts, source vs target")
-        source, target = table_counts(world.single.pg, "appdb"), table_counts(flex, "appdb")
-        for table in sorted(source):
-            print(f"{table:45} {source[table]:6} {target.get(table, 'MISSING'):>6}")
-        if source != target:
-            raise SystemExit("row counts differ")
+        for db in ("appdb", "shop"):
+            source, target = table_counts(world.single.pg, db), table_counts(flex, db)
+            for table in sorted(source):
+                print(f"{db + ': ' + table:50} {source[table]:7} {target.get(table, 'MISSING'):>7}")
+            if source != target:
+                raise SystemExit("row counts differ")
         print("\nThe target holds what the source holds.")
 
 
