@@ -135,6 +135,10 @@ def load_arguments(self, _):
                            help='Stream method: copy each table larger than this (for example 1GB, 512MB; 0: '
                                 'never) as --jobs ranges of its integer primary key (or, from PostgreSQL 14 on, of '
                                 'ctid) at once, so that one big table does not set the finishing time. Default: 1GB.')
+                c.argument('resume', options_list=['--resume'], arg_type=flag,
+                           help='Continue the run whose --work-dir this is (killed, interrupted or failed): the '
+                                'databases it finished are not migrated again; one it left half-made on the target '
+                                'is dropped and made again; the roles too, unless they were done.')
                 c.argument('skip_check', options_list=['--skip-check'], arg_type=flag,
                            help='Do not run the checks of `az postgres dumprestore check` before starting.')
                 c.argument('verify', options_list=['--verify'], arg_type=flag,

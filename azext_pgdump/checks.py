@@ -76,7 +76,7 @@ def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_b
                        f'-n {target_server.name}') if target_server else ''
         used = {k: v for f in findings for k, v in f.extensions.items()}
         checks += preflight.extensions(used, tgt, allow, preload, fix_allow, fix_preload)
-        checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists))
+        checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists, opts.ours_to_drop))
         # Only databases run will create need the source's locale on the target.
         created = [d for d in dbs if d.name not in existing or (if_exists == 'drop' and d.name != 'postgres')]
         checks.append(preflight.collations(created, facts.target_locales, opts.locale_map))

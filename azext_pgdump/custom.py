@@ -2,12 +2,13 @@
 import os
 import re
 import sys
+from dataclasses import replace
 from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
 from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError, InvalidArgumentValueError,
-                                       RequiredArgumentMissingError, ValidationError)
+                                       MutuallyExclusiveArgumentError, RequiredArgumentMissingError, ValidationError)
 from knack.log import get_logger
 
 from azext_pgdump import checks as checks_wiring
@@ -124,7 +125,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
-            split_tables_larger_than=None,
+            split_tables_larger_than=None, resume=False,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -132,16 +133,35 @@ def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
+    state = _resume_state(work_dir, databases) if resume else None
+    if state is not None:
+        databases = state.todo
+        checked = replace(opts, ours_to_drop=state.created, roles=opts.roles and not state.roles_done)
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, target_server = reach_side(cmd, stack, kw, 'target')
-        facts = None if skip_check else checks_wiring.preflight_or_fail(
-            cmd, _progress(cmd), source, target, target_server, databases, opts, work_dir, pg_bin_dir)
+        facts = None if skip_check or (state and not state.todo) else checks_wiring.preflight_or_fail(
+            cmd, _progress(cmd), source, target, target_server, databases, checked if state else opts, work_dir,
+            pg_bin_dir)
         return _plan_and_execute(cmd, lambda: migration.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
-            create=not dry_run, facts=facts), dry_run, verify_after=verify)
+            create=not dry_run, facts=facts, resume=state), dry_run, verify_after=verify)
+
+
+def _resume_state(work_dir, databases):
+    if not work_dir:
+        raise RequiredArgumentMissingError('--resume needs the --work-dir of the run to continue.')
+    if databases:
+        raise MutuallyExclusiveArgumentError('--resume continues the databases of the earlier run.',
+                                             recommendation='Leave out --databases.')
+    try:
+        return migration.resume_state(Path(work_dir))
+    except workdir.WorkDirError as err:
+        raise FileOperationError(str(err), recommendation='Pass the --work-dir of the run to continue.') from err
+    except migration.MigrationError as err:
+        raise ValidationError(str(err), recommendation=err.recommendation or None) from err
 
 
 def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,

@@ -209,3 +209,47 @@ def test_verify_full_tls_with_a_ca_file(world, mig):
     proc = mig.run("vm", "--databases", SECOND_DB, "--dry-run", "--ssl-root-cert", str(wrong_ca),
                    "--source-ssl-mode", "verify-full")
     assert proc.returncode != 0 and "SSL error" in proc.stderr  # the server certificate is not from that CA
+
+
+def test_resume_finishes_an_interrupted_run_without_redoing_what_it_finished(world, mig):
+    """SIGTERM while the second database's pg_dump waits on a lock; the plain method has created that database
+    on the target already. --resume drops the half-made copy, makes it again, and leaves the first alone."""
+    import signal
+    import time
+    from tests.infra.azcli import AZ
+    wd = mig.tmp / "resume"
+    for name in (SECOND_DB, "appdb"):
+        world.vm_pg.drop_database(name)
+    locker = world.single.pg.connect("appdb", autocommit=False)
+    locker.execute("LOCK TABLE sales.audit IN ACCESS EXCLUSIVE MODE")
+    args = [*RUN, *mig.source(), *mig.target("vm"), "-g", "azext-pgdump-rg", "--pg-bin-dir", str(bindir(18)),
+            "--method", "plain", "--work-dir", str(wd), "-o", "json"]
+    proc = subprocess.Popen([str(AZ), *args, "--databases", SECOND_DB, "appdb"], env=mig.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not world.single.pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb' "
+                                          "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'")[0][0]:
+            assert time.time() < deadline and proc.poll() is None, "pg_dump never waited on the lock"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    finally:
+        locker.close()
+    assert proc.returncode != 0
+    manifest = json.loads((wd / "migration.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["interruptedStep"]["database"] == "appdb"
+    assert world.vm_pg.execute("SELECT count(*) FROM pg_database WHERE datname = 'appdb'")[0][0] == 1  # half-made
+    first = world.vm_pg.execute("SELECT oid FROM pg_database WHERE datname = %s", (SECOND_DB,))[0][0]
+
+    resumed = mig.az(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    result = result_of(resumed)
+    assert result["resumed"]["finishedBefore"] == [SECOND_DB] and result["resumed"]["migratedNow"] == ["appdb"]
+    assert [d["status"] for d in result["databases"]] == ["succeeded", "succeeded"]
+    assert "earlier run" in result["databases"][0]["resumed"] and "verify" in result["resumed"]["note"]
+    assert world.vm_pg.execute("SELECT oid FROM pg_database WHERE datname = %s", (SECOND_DB,))[0][0] == first
+    for name in (SECOND_DB, "appdb"):
+        assert_same(world.single.pg, world.vm_pg, name)
+    again = mig.az(*args, "--resume")  # nothing left to do: nothing is done
+    assert again.returncode == 0 and result_of(again)["resumed"]["migratedNow"] == []

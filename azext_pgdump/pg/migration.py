@@ -1,6 +1,7 @@
 """Plan and execute a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints."""
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -40,6 +41,7 @@ class Plan:
     target_major: Optional[int] = None
     tools_major_needed: int = 0
     notes: dict = None                 # database -> what the result says of it (owner, locale mapping, ...)
+    resumed: Optional['Resume'] = None  # run --resume: what an earlier run finished
 
     def as_dict(self) -> dict:
         """The plan for --dry-run and show-commands: argv and the names of secret variables, no secret."""
@@ -78,9 +80,10 @@ EXISTS_FIX = ('Pass --if-exists reuse to restore into it, or --if-exists drop to
               'deletes its data).')
 
 
-def clashes(names, existing: set) -> list:
-    """Databases to migrate that the target has already (never `postgres`, which every server has)."""
-    return [n for n in names if n in existing and n not in planner.ALWAYS_PRESENT]
+def clashes(names, existing: set, ours=frozenset()) -> list:
+    """Databases to migrate that the target has already (never `postgres`, which every server has, nor one an
+    interrupted run of ours created)."""
+    return [n for n in names if n in existing and n not in planner.ALWAYS_PRESENT and n not in ours]
 
 
 def clash_message(clash: list) -> str:
@@ -88,7 +91,7 @@ def clash_message(clash: list) -> str:
 
 
 def _check_existing(dbs: list, existing: set, opts: Options) -> None:
-    clash = clashes([d.name for d in dbs], existing)
+    clash = clashes([d.name for d in dbs], existing, opts.ours_to_drop)
     if clash and opts.if_exists == 'fail':
         raise MigrationError(clash_message(clash), EXISTS_FIX)
 
@@ -161,6 +164,43 @@ def _as_created(db: Database, facts: Facts, opts: Options, login: str, roles_com
     return db, owner, notes
 
 
+@dataclass
+class Resume:
+    """What an earlier run in the same work dir finished: those databases are not migrated again."""
+    done: list          # the earlier results of the databases that succeeded
+    done_entries: list  # their entries in the earlier manifest (dump file, format, ...)
+    todo: list          # the names still to migrate
+    created: frozenset  # databases that run created on the target (a partial copy: dropped and made again)
+    roles_done: bool
+
+
+def resume_state(wd: Path) -> Resume:
+    manifest = workdir.read_manifest(wd)
+    if manifest.get('format') != MANIFEST_FORMAT or manifest.get('mode') != 'run':
+        raise MigrationError(f'{wd} holds no run this version can resume.', 'Start a new run with another --work-dir.')
+    pid = manifest.get('pid')
+    if manifest.get('status') == 'running' and pid and _alive(pid):
+        raise MigrationError(f'Another run (process {pid}) is using {wd}.', 'Wait for it, or stop it first.')
+    previous = {d['name']: d for d in manifest.get('result', {}).get('databases', [])}
+    names = [d['database']['name'] for d in manifest['databases']]
+    done = [previous[n] for n in names if previous.get(n, {}).get('status') == 'succeeded']
+    created = frozenset(n for n in names if 'create' in previous.get(n, {}).get('durations', {}))
+    roles = manifest.get('result', {}).get('roles', {}).get('status')
+    finished = {d['name'] for d in done}
+    return Resume(done, [e for e in manifest['databases'] if e['database']['name'] in finished],
+                  [n for n in names if n not in finished], created - finished, roles in ('succeeded', 'skipped'))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
     """Created (and guarded) for execution; only named for show-commands, which must not touch the disk."""
     if not create:
@@ -183,10 +223,19 @@ def ensure_distinct(source: Endpoint, target: Endpoint) -> None:
 
 
 def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
-             reuse_work_dir=False, pg_bin_dir=None, create=True, facts: Optional[Facts] = None) -> Plan:
+             reuse_work_dir=False, pg_bin_dir=None, create=True, facts: Optional[Facts] = None,
+             resume: Optional[Resume] = None) -> Plan:
     ensure_distinct(source, target)
-    facts = facts or inspect(source, target, names)
+    if resume is not None:
+        names, reuse_work_dir = resume.todo, True
+        opts = replace(opts, roles=opts.roles and not resume.roles_done, ours_to_drop=resume.created)
+        if create and opts.method == 'directory':  # the interrupted run's own partial dumps, in its work dir
+            for name in resume.todo:
+                shutil.rmtree(planner.files_for(Path(work_dir), name, 'directory').dump, ignore_errors=True)
+    facts = facts or inspect(source, target, names or None)
     smajor, dbs, no_passwords = facts.source_major, facts.databases, facts.no_role_passwords
+    if resume is not None:  # nothing left to do is not "every database"
+        dbs = [d for d in dbs if d.name in resume.todo]
     tmajor, existing_dbs = facts.target_major, facts.existing
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
@@ -209,8 +258,10 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
             steps += planner.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
         steps += _properties(toolset, target, db.name, (facts.properties or {}).get(db.name), files, opts,
                              notes[db.name], created=bool(create_steps))
-    return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
+    plan = Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
                 tools_major_needed=max(smajor, tmajor), notes=notes)
+    plan.resumed = resume
+    return plan
 
 
 def _login(target: Endpoint) -> str:
@@ -314,10 +365,11 @@ def _manifest(plan: Plan, status: str) -> dict:
     return {'format': MANIFEST_FORMAT, 'tool': 'azext_pgdump', 'status': status, 'mode': plan.mode,
             'method': plan.opts.method, 'utilitiesMajor': plan.tools.major, 'updatedAt': time.time(),
             'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
-            'databases': [{'database': asdict(d), 'format': fmt,
-                           'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
-                           **((plan.notes or {}).get(d.name, {}) if plan.mode == 'dump' else {})}
-                          for d in plan.databases]}
+            'databases': (plan.resumed.done_entries if plan.resumed else []) + [
+                {'database': asdict(d), 'format': fmt,
+                 'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
+                 **((plan.notes or {}).get(d.name, {}) if plan.mode == 'dump' else {})}
+                for d in plan.databases]}
 
 
 def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) -> dict:
@@ -400,11 +452,19 @@ class _Report:
         return self.roles['status'] == 'failed' or any(d['status'] == 'failed' for d in self.dbs.values())
 
     def as_dict(self, started: float) -> dict:
-        return {'status': 'failed' if self.failed() else 'succeeded', 'mode': self.plan.mode,
+        resumed = self.plan.resumed
+        carried = [dict(d, resumed='finished by an earlier run; not migrated again') for d in resumed.done] \
+            if resumed else []
+        extra = {'resumed': {
+            'finishedBefore': [d['name'] for d in resumed.done], 'migratedNow': resumed.todo,
+            'note': 'The databases migrated now read the source in a new snapshot, not the one of the earlier run: '
+                    'run `az postgres dumprestore verify` (or run --verify) if the source was written to meanwhile.'}} \
+            if resumed else {}
+        return {'status': 'failed' if self.failed() else 'succeeded', 'mode': self.plan.mode, **extra,
                 'workDir': str(self.plan.workdir), 'method': self.plan.opts.method, 'jobs': self.plan.opts.jobs,
                 'utilities': {'version': self.plan.tools.version, 'bindir': str(self.plan.tools.bindir)},
                 'sourceMajor': self.plan.source_major, 'targetMajor': self.plan.target_major,
-                'roles': self.roles, 'databases': list(self.dbs.values()),
+                'roles': self.roles, 'databases': carried + list(self.dbs.values()),
                 'durationSeconds': round(time.monotonic() - started, 2)}
 
 

@@ -64,6 +64,7 @@ class Options:
     if_exists: str = 'fail'        # 'fail', 'drop' or 'reuse'
     locale_map: dict = field(default_factory=dict)   # source locale -> target locale (--locale-map)
     split_bytes: int = 1 << 30     # stream: tables larger than this are copied as --jobs ranges at once (0: never)
+    ours_to_drop: frozenset = frozenset()   # --resume: databases an interrupted run created: dropped, made again
 
 
 @dataclass
@@ -139,9 +140,9 @@ def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, o
     """`db` carries the locale to create with (already mapped for the target); `owner` the role to own it."""
     maintenance = f'--maintenance-db={target.conninfo("postgres")}'
     steps = []
-    if exists and (opts.if_exists == 'reuse' or db.name in ALWAYS_PRESENT):
+    if exists and db.name not in opts.ours_to_drop and (opts.if_exists == 'reuse' or db.name in ALWAYS_PRESENT):
         return steps
-    if exists and opts.if_exists == 'drop':
+    if exists and (opts.if_exists == 'drop' or db.name in opts.ours_to_drop):
         steps.append(Step('drop', f'Drop the existing {db.name} on the target', 'target',
                           [tools.path('dropdb'), maintenance, db.name], database=db.name))
     argv = [tools.path('createdb'), maintenance, '--template=template0', f'--encoding={db.encoding}']

@@ -79,8 +79,8 @@ def extensions(used: dict, target_conn, allow_list: Optional[set], preload: Opti
     return checks
 
 
-def existing_databases(databases, target_names: set, if_exists: str) -> Check:
-    clash = migration.clashes(databases, target_names)
+def existing_databases(databases, target_names: set, if_exists: str, ours=frozenset()) -> Check:
+    clash = migration.clashes(databases, target_names, ours)
     if clash and if_exists == 'fail':
         return Check('target-databases', 'fail', migration.clash_message(clash), migration.EXISTS_FIX)
     return _ok('target-databases', 'No database to migrate exists on the target.' if not clash else
