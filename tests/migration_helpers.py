@@ -43,6 +43,14 @@ def create_app_owned(pg):
         conn.execute((SQL / "app_owned.sql").read_text())
 
 
+def admin_database(pg, name, script):
+    """A database made by the Azure-like admin, with `script` run in it as the admin."""
+    with pg.connect(superuser=False) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with pg.connect(name, superuser=False) as conn:
+        conn.execute(script)
+
+
 def create_vault(pg):
     """`vault`: a table of a role the admin is not a member of, so pg_dump cannot read it as the admin."""
     with pg.connect(superuser=False) as conn:

@@ -72,6 +72,10 @@ def test_single_11_to_vm_15_one_database(world, mig, method):
                    "--if-exists", "drop", "--yes", pg_bin=15)
     check_succeeded(proc, ["appdb"])
     assert_same(world.single.pg, world.vm_pg, "appdb")
+    if method == "stream":  # it kept no data files: a restore from its work dir would give empty tables
+        refused = mig.az("postgres", "dumprestore", "restore", *mig.target("vm"), "--work-dir",
+                         str(mig.tmp / "one-stream"), "--pg-bin-dir", str(bindir(15)))
+        assert refused.returncode != 0 and "kept no data files" in refused.stderr
 
 
 def test_existing_target_database_fails_by_default(world, mig):

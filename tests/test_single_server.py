@@ -8,7 +8,8 @@ import pytest
 from tests.infra.locales import FLEXIBLE_LOCALE, WINDOWS_LOCALE
 from tests.infra.pgbin import bindir
 from tests.infra.world import RESOURCE_GROUP
-from tests.migration_helpers import SECOND_DB, assert_same, database_properties, result_of, write_pgpass
+from tests.migration_helpers import (SECOND_DB, admin_database, assert_same, database_properties, result_of,
+                                     write_pgpass)
 
 SOURCES = {"single1": ["appdb", SECOND_DB, "postgres", "shop", "vault"], "single10": ["postgres", "shop"]}
 APP_ROLES = {"app_owner", "app_reader", "shop_owner", "shop_writer", "shop_reader", "vault_owner"}
@@ -128,14 +129,11 @@ def test_check_reports_locales_and_blockers(single):
 
 def test_check_warns_of_unsafe_search_path_for_17_and_later(world, single):
     pg = world.single.pg
-    with pg.connect(superuser=False) as conn:
-        conn.execute("CREATE DATABASE unsafe")
-    with pg.connect("unsafe", superuser=False) as conn:
-        # norm() calls clean() by its unqualified name, found through the session's search_path.
-        conn.execute("CREATE SCHEMA app; SET search_path = app, public; "
-                     "CREATE FUNCTION clean(t text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower(t)'; "
-                     "CREATE FUNCTION norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT clean(t)'; "
-                     "CREATE TABLE t (v text); CREATE INDEX ON t (norm(v))")
+    # norm() calls clean() by its unqualified name, found through the session's search_path.
+    admin_database(pg, "unsafe", "CREATE SCHEMA app; SET search_path = app, public; "
+                   "CREATE FUNCTION clean(t text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower(t)'; "
+                   "CREATE FUNCTION norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT clean(t)'; "
+                   "CREATE TABLE t (v text); CREATE INDEX ON t (norm(v))")
     try:
         on18 = {c["name"]: c for c in json.loads(single.az("check", "single1", "flex1", "--databases",
                                                            "unsafe").stdout)["checks"]}
@@ -151,13 +149,10 @@ def test_check_warns_of_unsafe_search_path_for_17_and_later(world, single):
 def test_stream_splits_big_tables_into_ranges(world, single):
     """A VM's PostgreSQL 15 (ctid ranges for a table without an integer key) and integer key ranges."""
     vm, flex = world.vm_pg, world.flexible16.pg
-    with vm.connect(superuser=False) as conn:
-        conn.execute("CREATE DATABASE splitdb")
-    with vm.connect("splitdb", superuser=False) as conn:
-        conn.execute("CREATE TABLE keyed (id int PRIMARY KEY, body text); "
-                     "INSERT INTO keyed SELECT g, repeat('k', 100) FROM generate_series(1, 30000) g; "
-                     "CREATE TABLE heap (body text, n int); "
-                     "INSERT INTO heap SELECT repeat('h', 100), g FROM generate_series(1, 30000) g")
+    admin_database(vm, "splitdb", "CREATE TABLE keyed (id int PRIMARY KEY, body text); "
+                   "INSERT INTO keyed SELECT g, repeat('k', 100) FROM generate_series(1, 30000) g; "
+                   "CREATE TABLE heap (body text, n int); "
+                   "INSERT INTO heap SELECT repeat('h', 100), g FROM generate_series(1, 30000) g")
     try:
         proc = world.az.run("postgres", "dumprestore", "run", "-g", RESOURCE_GROUP, "--databases", "splitdb",
                             "--source-host", vm.host, "--source-port", str(vm.port), "--source-admin-user", vm.admin,

@@ -328,6 +328,10 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         if manifest.get('format') != MANIFEST_FORMAT or manifest.get('mode') not in ('dump', 'run'):
             raise MigrationError(f'{wd} holds a migration.json this version cannot read.',
                                  'Dump again with this version of the extension.')
+        if manifest.get('method') == 'stream':
+            raise MigrationError(f'{wd} is the work dir of a stream run: it copied tables server to server and kept '
+                                 'no data files to restore from.',
+                                 'Dump with `az postgres dumprestore dump` (or run --method directory) to get files.')
         unfinished = [d['name'] for d in manifest.get('result', {}).get('databases', []) if d['status'] != 'succeeded']
         if manifest.get('status') != 'succeeded' or unfinished:
             raise MigrationError(f"The dump in {wd} did not finish{': ' + ', '.join(unfinished) if unfinished else ''}"

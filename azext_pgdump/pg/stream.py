@@ -197,10 +197,11 @@ class _Worker:
         started, table = time.monotonic(), part.table
         name = sql.SQL('{}.{}').format(sql.Identifier(table.schema), sql.Identifier(table.name))
         cols = sql.SQL(', ').join(sql.Identifier(c) for c in table.columns)
-        source = name if part.where is None else sql.SQL('(SELECT {} FROM {} WHERE {})').format(cols, name, part.where)
-        copy_out = (sql.SQL('COPY {} ({}) TO STDOUT').format(name, cols) if part.where is None else
-                    sql.SQL('COPY {} TO STDOUT').format(source)).as_string(None)
-        copy_in = sql.SQL('COPY {} ({}) FROM STDIN').format(name, cols).as_string(None)
+        listed = sql.SQL('{} ({})').format(name, cols) if table.columns else name  # a table may have no column
+        source = listed if part.where is None else sql.SQL('(SELECT {} FROM {} WHERE {})').format(
+            cols if table.columns else sql.SQL(''), name, part.where)
+        copy_out = sql.SQL('COPY {} TO STDOUT').format(source).as_string(None)
+        copy_in = sql.SQL('COPY {} FROM STDIN').format(listed).as_string(None)
         if self.psql and part.bytes >= PIPE_THRESHOLD:
             # the size on the source's disk: the bytes pass between the two psql, not through here
             (rows, _), size, how = self._pipe(copy_out, copy_in), part.bytes, 'pipe'

@@ -89,3 +89,8 @@ INSERT INTO sales.events SELECT g, 500 + 5 * (g % 300), 'kind ' || (g % 7),
        jsonb_build_object('n', g, 'text', repeat('x', 40)), TIMESTAMPTZ '2025-01-01' + g * INTERVAL '1 second'
 FROM generate_series(1, 110000) g;
 CREATE INDEX events_customer_idx ON sales.events (customer_id);
+
+-- A table without columns (it still has rows): COPY must name no column list.
+CREATE TABLE sales.heartbeat ();
+INSERT INTO sales.heartbeat DEFAULT VALUES;
+INSERT INTO sales.heartbeat DEFAULT VALUES;
