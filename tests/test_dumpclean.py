@@ -155,3 +155,15 @@ def test_windows_locales_map_to_the_targets_utf8_locale():
     assert locales.parse_overrides(["a=b=c"]) == {"a": "b=c"}
     with pytest.raises(ValueError):
         locales.parse_overrides(["no-equals"])
+
+
+def test_check_refuses_a_non_utf8_database_under_a_mapped_utf8_locale():
+    from azext_pgdump.pg.catalog import Database
+    from azext_pgdump.pg.preflight import collations
+    win = "English_United States.1252"
+    available = {"C", "POSIX", "en_US.utf8"}
+    ok = collations([Database("a", "UTF8", win, win)], available, {})
+    assert ok.status == "warn" and "en_US.utf8 instead of English_United States.1252" in ok.message
+    bad = collations([Database("b", "WIN1252", win, win)], available, {})
+    assert bad.status == "fail" and "b (WIN1252)" in bad.message and "'OLD=C'" in bad.fix
+    assert collations([Database("b", "WIN1252", win, win)], available, {win: "C"}).status == "warn"

@@ -99,3 +99,10 @@ def test_multi_line_statements_stay_with_their_error(tmp_path):
 
 def test_missing_errors_log_means_no_errors(tmp_path):
     assert errorlog.read(tmp_path / "none.log").total == 0
+
+
+def test_lines_of_parallel_workers_that_interleave_are_still_read():
+    """Captured from a real `pg_restore -j 2` into Flexible 16: two workers wrote into one line."""
+    report = errorlog.read(LOGS / "pg_restore-parallel-workers-interleaved.log")
+    assert report.real == 0 and report.unexplained == 0 and report.harmless == report.total == 6
+    assert not report.failed(exit_code=1)

@@ -29,8 +29,10 @@ HARMLESS = [
 _CONNECTION_LOST = re.compile(r'server closed the connection unexpectedly|SSL SYSCALL error|connection to server '
                               r'was lost|could not receive data from server|terminating connection due to|'
                               r'no connection to the server|could not send data to server')
-_PREFIX = r'^(?:psql:.*?:\d+: |pg_restore: (?:error: could not execute query: )?)?'
-_SERVER = re.compile(_PREFIX + r'(ERROR|FATAL|PANIC|WARNING|NOTICE|INFO):\s+(.*)$')
+# Searched, not anchored: pg_restore's parallel workers share one stderr, and their lines can interleave
+# ("pg_restore: error: pg_restore:could not execute query: ERROR:  ..."). An "ERROR:" inside other text is
+# then taken for an error, which can only fail a restore, never pass one.
+_SERVER = re.compile(r'\b(ERROR|FATAL|PANIC|WARNING|NOTICE|INFO):\s+(.*)$')
 _STATEMENT = re.compile(r'^(?:Command was: |(?:psql:.*?:\d+: )?STATEMENT:\s+)(.*)$')
 _TOOL_ERROR = re.compile(r'^(?:pg_restore|psql): error: (.*)$')
 _CONTEXT = re.compile(r'^(?:psql:.*?:\d+: )?(?:DETAIL|HINT|CONTEXT|LINE \d+|QUERY|LOCATION):|^\s*\^\s*$|'
@@ -90,7 +92,8 @@ def _records(lines):
         if not line.strip():
             in_statement = False
             continue
-        server, statement, tool = _SERVER.match(line), _STATEMENT.match(line), _TOOL_ERROR.match(line)
+        statement = _STATEMENT.match(line)
+        server, tool = (None, None) if statement else (_SERVER.search(line), _TOOL_ERROR.match(line))
         if server and server.group(1) in ('ERROR', 'FATAL', 'PANIC'):
             if current:
                 yield 'record', current

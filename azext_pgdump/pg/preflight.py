@@ -99,6 +99,14 @@ def collations(source_dbs, available: set, overrides: dict) -> Check:
             missing.append(f'{loc} ({name})')
         elif new != loc:
             mapped[loc] = new
+    # A UTF-8 locale only takes UTF8 databases: a WIN1252 database of a Windows server cannot keep its encoding
+    # under en_US.utf8 (the C locale takes any encoding).
+    clash = sorted({f'{d.name} ({d.encoding})' for d in source_dbs for loc in (d.collate, d.ctype)
+                    if loc in mapped and locales.key(mapped[loc]).endswith('.utf8') and d.encoding != 'UTF8'})
+    if clash:
+        return Check('encodings', 'fail', f"{', '.join(clash)}: the target's UTF-8 locale takes only UTF8 databases.",
+                     "Pass --locale-map 'OLD=C' for their locale (C takes any encoding), or convert the databases "
+                     'to UTF8 first.')
     if missing:
         return Check('collations', 'fail', f"The target lacks the locales {', '.join(missing)}, and no mapping "
                      'covers them.', "Pass --locale-map 'OLD=NEW' with a locale the target has (for example "
