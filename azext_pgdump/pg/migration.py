@@ -129,17 +129,12 @@ def inspect(source: Endpoint, target: Endpoint, names=None) -> Facts:
                  frozenset(target_locales))
 
 
-def unmapped_locales(dbs, available, overrides) -> list:
-    """(database, locale) pairs the target lacks and no mapping covers."""
-    return [(d.name, loc) for d in dbs for loc in sorted({d.collate, d.ctype})
-            if loc and locales.target_locale(loc, available, overrides) is None]
-
-
 def _as_created(db: Database, facts: Facts, opts: Options, login: str, roles_coming: bool) -> tuple:
     """The database as the target creates it (locale mapped), the role to own it (None: the login),
     and what the result says of both."""
     notes, mapped = {}, {}
-    for loc in sorted({db.collate, db.ctype} - {''}):
+    creating = planner.will_create(db.name, db.name in facts.existing, opts)
+    for loc in sorted({db.collate, db.ctype} - {''} if creating else ()):  # a reused database keeps its own
         new = locales.target_locale(loc, facts.target_locales, opts.locale_map)
         if new is None:
             raise MigrationError(f"The target has no locale {loc!r} (database {db.name}) and none maps to it.",

@@ -135,12 +135,17 @@ def dump_steps(tools: Toolset, source: Endpoint, db: Database, workdir: Path, op
                  stderr=str(workdir / f'{file_stem(db.name)}.dump.log'))]
 
 
+def will_create(name: str, exists: bool, opts: Options) -> bool:
+    """False when the target's own database is restored into (`postgres`, or --if-exists reuse)."""
+    return not (exists and name not in opts.ours_to_drop and (opts.if_exists == 'reuse' or name in ALWAYS_PRESENT))
+
+
 def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, opts: Options,
                  owner: Optional[str] = None) -> list:
     """`db` carries the locale to create with (already mapped for the target); `owner` the role to own it."""
     maintenance = f'--maintenance-db={target.conninfo("postgres")}'
     steps = []
-    if exists and db.name not in opts.ours_to_drop and (opts.if_exists == 'reuse' or db.name in ALWAYS_PRESENT):
+    if not will_create(db.name, exists, opts):
         return steps
     if exists and (opts.if_exists == 'drop' or db.name in opts.ours_to_drop):
         steps.append(Step('drop', f'Drop the existing {db.name} on the target', 'target',
