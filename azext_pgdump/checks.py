@@ -55,7 +55,7 @@ def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_b
     except migration.MigrationError as err:
         checks.append(preflight.Check('databases', 'fail', str(err), err.recommendation))
         return None
-    smajor, dbs, tmajor, existing = facts.source_major, facts.databases, facts.target_major, facts.existing
+    smajor, dbs, tmajor, existing = facts.source_major, facts.databases, facts.target.major, facts.target.existing
     findings = assessment.read(source, [d.name for d in dbs], smajor)
     with catalog.connect(source) as src:
         checks.append(preflight.connections(src, 'source', jobs))
@@ -79,7 +79,7 @@ def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_b
         checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists, opts.ours_to_drop))
         # Only databases run will create need the source's locale on the target.
         created = [d for d in dbs if d.name not in existing or (if_exists == 'drop' and d.name != 'postgres')]
-        checks.append(preflight.collations(created, facts.target_locales, opts.locale_map))
+        checks.append(preflight.collations(created, facts.target.locales, opts.locale_map))
         checks.append(preflight.connections(tgt, 'target', jobs))
     checks.append(assessment.search_path_safety(findings, tmajor))
     checks.append(preflight.disk_space(source, [d.name for d in dbs], work))

@@ -2,7 +2,6 @@
 import os
 import re
 import sys
-from dataclasses import replace
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -136,7 +135,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs
     state = _resume_state(work_dir, databases) if resume else None
     if state is not None:
         databases = state.todo
-        checked = replace(opts, ours_to_drop=state.created, roles=opts.roles and not state.roles_done)
+        checked = state.options(opts)
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:

@@ -96,18 +96,22 @@ STOPPING = ("pg_dump", "createdb", "dropdb")  # steps a script must not go on af
 def test_powershell_and_cmd_stop_on_failed_steps_and_keep_the_users_password(world, awkward_db):
     ps = show(world, "--databases", AWKWARD, "--shell", "powershell", "--if-exists", "drop").stdout
     lines = ps.splitlines()
-    for i, line in enumerate(lines):
-        if "& '" in line and "--version" not in line and any(f"{p}'" in line for p in STOPPING):
-            assert line.endswith("$code = $LASTEXITCODE; $env:PGPASSWORD = $userPGPASSWORD"), line
-            assert lines[i + 1].startswith("if ($code -ne 0)") and "exit $code" in lines[i + 1], line
+    stopping = [i for i, line in enumerate(lines)
+                if "& '" in line and "--version" not in line and any(f"{p}'" in line for p in STOPPING)]
+    assert len(stopping) >= 3  # dropdb, createdb, pg_dump at least
+    for i in stopping:
+        assert lines[i].endswith("$code = $LASTEXITCODE; $env:PGPASSWORD = $userPGPASSWORD"), lines[i]
+        assert lines[i + 1].startswith("if ($code -ne 0)") and "exit $code" in lines[i + 1], lines[i]
     assert "Remove-Item Env:PGPASSWORD" not in ps and "$userPGPASSWORD = $env:PGPASSWORD" in ps
     prompt = next(line for line in lines if line.startswith("$SOURCE_PGPASSWORD = "))
     assert prompt.index("$env:SOURCE_PGPASSWORD") < prompt.index("$env:PGPASSWORD") < prompt.index("Read-Host")
     assert "-NonI*" in ps and "$interactive -and -not (Test-Path $pgpass)" in prompt
     cmd = show(world, "--databases", AWKWARD, "--shell", "cmd", "--if-exists", "drop").stdout.splitlines()
-    for i, line in enumerate(cmd):
-        if line.startswith('"') and "--version" not in line and any(f'{p}"' in line for p in STOPPING):
-            assert cmd[i + 1].startswith("if errorlevel 1 (") and "exit /b 1" in cmd[i + 1], line
+    stopping = [i for i, line in enumerate(cmd)
+                if line.startswith('"') and "--version" not in line and any(f'{p}"' in line for p in STOPPING)]
+    assert len(stopping) >= 3
+    for i in stopping:
+        assert cmd[i + 1].startswith("if errorlevel 1 (") and "exit /b 1" in cmd[i + 1], cmd[i]
 
 
 def test_both_methods_are_shown_like_the_connect_blade(world):

@@ -46,6 +46,7 @@ def left_out(desc: str, tag: str, owner: str) -> bool:
 @dataclass
 class TocEntry:
     line: str
+    oid: int          # the object's oid in the source catalog
     desc: str
     schema: str
     tag: str
@@ -68,7 +69,7 @@ def parse_list_line(line: str):
     desc = next((d for d in _MULTIWORD_DESCS if rest.startswith(d + ' ')), rest.split(' ', 1)[0])
     schema, _, tail = rest[len(desc) + 1:].partition(' ')
     tag, _, owner = tail.rpartition(' ')
-    return TocEntry(line, desc, schema, tag, owner)
+    return TocEntry(line, int(match.group(3)), desc, schema, tag, owner)
 
 
 @dataclass

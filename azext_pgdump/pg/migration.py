@@ -41,6 +41,7 @@ class Plan:
     target_major: Optional[int] = None
     tools_major_needed: int = 0
     notes: dict = None                 # database -> what the result says of it (owner, locale mapping, ...)
+    properties: dict = None            # database -> dbprops.DatabaseProps, kept in the manifest for `restore`
     resumed: Optional['Resume'] = None  # run --resume: what an earlier run finished
 
     def as_dict(self) -> dict:
@@ -103,10 +104,19 @@ def _source_facts(source: Endpoint, names):
             {d.name: dbprops.read(conn, d.name) for d in dbs}
 
 
-def _target_facts(target: Endpoint):
+@dataclass(frozen=True)
+class TargetFacts:
+    """What creating databases on the target needs to know of it."""
+    major: int
+    existing: frozenset      # database names
+    roles: frozenset
+    locales: frozenset       # the locales it can create databases with
+
+
+def _target_facts(target: Endpoint) -> TargetFacts:
     with catalog.connect(target) as conn:
-        return catalog.server_major(conn), catalog.database_names(conn), catalog.role_names(conn), \
-            catalog.locales(conn)
+        return TargetFacts(catalog.server_major(conn), frozenset(catalog.database_names(conn)),
+                           frozenset(catalog.role_names(conn)), frozenset(catalog.locales(conn)))
 
 
 @dataclass(frozen=True)
@@ -115,27 +125,21 @@ class Facts:
     source_major: int
     databases: list          # catalog.Database, the ones to migrate
     no_role_passwords: bool  # the source login cannot read pg_authid (Azure)
-    target_major: int
-    existing: set            # database names on the target
-    properties: dict = None  # database -> dbprops.DatabaseProps (grants, settings, comment)
-    target_roles: frozenset = frozenset()
-    target_locales: frozenset = frozenset()
+    properties: dict         # database -> dbprops.DatabaseProps (grants, settings, comment)
+    target: TargetFacts
 
 
 def inspect(source: Endpoint, target: Endpoint, names=None) -> Facts:
-    smajor, dbs, no_passwords, props = _source_facts(source, names)
-    tmajor, existing, target_roles, target_locales = _target_facts(target)
-    return Facts(smajor, dbs, no_passwords, tmajor, existing, props, frozenset(target_roles),
-                 frozenset(target_locales))
+    return Facts(*_source_facts(source, names), _target_facts(target))
 
 
-def _as_created(db: Database, facts: Facts, opts: Options, login: str, roles_coming: bool) -> tuple:
+def _as_created(db: Database, target: TargetFacts, opts: Options, login: str, roles_coming: bool) -> tuple:
     """The database as the target creates it (locale mapped), the role to own it (None: the login),
     and what the result says of both."""
     notes, mapped = {}, {}
-    creating = planner.will_create(db.name, db.name in facts.existing, opts)
+    creating = planner.will_create(db.name, db.name in target.existing, opts)
     for loc in sorted({db.collate, db.ctype} - {''} if creating else ()):  # a reused database keeps its own
-        new = locales.target_locale(loc, facts.target_locales, opts.locale_map)
+        new = locales.target_locale(loc, target.locales, opts.locale_map)
         if new is None:
             raise MigrationError(f"The target has no locale {loc!r} (database {db.name}) and none maps to it.",
                                  f"Pass --locale-map '{loc}=en_US.utf8' (or another locale the target has).")
@@ -149,7 +153,7 @@ def _as_created(db: Database, facts: Facts, opts: Options, login: str, roles_com
         why = '--no-owner'
     elif not owner or roles.is_service_role(owner):
         why = f'on the source it belongs to the Azure service role {owner}'
-    elif owner != login and not roles_coming and owner not in facts.target_roles:
+    elif owner != login and not roles_coming and owner not in target.roles:
         why = f'the role {owner} does not exist on the target (--no-roles)'
     if why or owner == login:
         owner = None
@@ -167,6 +171,10 @@ class Resume:
     todo: list          # the names still to migrate
     created: frozenset  # databases that run created on the target (a partial copy: dropped and made again)
     roles_done: bool
+
+    def options(self, opts: Options) -> Options:
+        """The run's options for what is left: roles only if not done; our half-made databases dropped."""
+        return replace(opts, roles=opts.roles and not self.roles_done, ours_to_drop=self.created)
 
 
 def resume_state(wd: Path) -> Resume:
@@ -222,8 +230,7 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
              resume: Optional[Resume] = None) -> Plan:
     ensure_distinct(source, target)
     if resume is not None:
-        names, reuse_work_dir = resume.todo, True
-        opts = replace(opts, roles=opts.roles and not resume.roles_done, ours_to_drop=resume.created)
+        names, reuse_work_dir, opts = resume.todo, True, resume.options(opts)
         if create and opts.method == 'directory':  # the interrupted run's own partial dumps, in its work dir
             for name in resume.todo:
                 shutil.rmtree(planner.files_for(Path(work_dir), name, 'directory').dump, ignore_errors=True)
@@ -231,11 +238,11 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     smajor, dbs, no_passwords = facts.source_major, facts.databases, facts.no_role_passwords
     if resume is not None:  # nothing left to do is not "every database"
         dbs = [d for d in dbs if d.name in resume.todo]
-    tmajor, existing_dbs = facts.target_major, facts.existing
+    tmajor, existing_dbs = facts.target.major, facts.target.existing
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
     login = _login(target)
-    created = {d.name: _as_created(d, facts, opts, login, opts.roles) for d in dbs}
+    created = {d.name: _as_created(d, facts.target, opts, login, opts.roles) for d in dbs}
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
     notes = {}
@@ -251,12 +258,10 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
         else:
             steps += planner.dump_steps(toolset, source, db, wd, opts) + create_steps
             steps += planner.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
-        steps += _properties(toolset, target, db.name, (facts.properties or {}).get(db.name), files, opts,
+        steps += _properties(toolset, target, db.name, facts.properties.get(db.name), files, opts,
                              notes[db.name], created=bool(create_steps))
-    plan = Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
-                tools_major_needed=max(smajor, tmajor), notes=notes)
-    plan.resumed = resume
-    return plan
+    return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
+                tools_major_needed=max(smajor, tmajor), notes=notes, properties=facts.properties, resumed=resume)
 
 
 def _login(target: Endpoint) -> str:
@@ -284,9 +289,8 @@ def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_
     steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
         steps += planner.dump_steps(toolset, source, db, wd, opts)
-    plan = Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor, tools_major_needed=smajor)
-    plan.notes = {name: {'properties': p.as_dict()} for name, p in props.items()}
-    return plan
+    return Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor, tools_major_needed=smajor,
+                properties=props)
 
 
 def _input_format(path: Path) -> str:
@@ -300,8 +304,8 @@ def _input_format(path: Path) -> str:
 
 def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = None, dump_file: Optional[Path] = None,
                  target_database: Optional[str] = None, names=None, pg_bin_dir=None) -> Plan:
-    tmajor, existing_dbs, target_roles, target_locales = _target_facts(target)
-    props = {}
+    tgt = _target_facts(target)
+    tmajor, existing_dbs, props = tgt.major, tgt.existing, {}
     if dump_file:
         if not target_database:
             raise MigrationError('--target-database is required with --dump-file.',
@@ -342,12 +346,11 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
     toolset = _choose_tools(needed, pg_bin_dir)
     _check_existing(dbs, existing_dbs, opts)
     steps = planner.roles_steps(toolset, target, target, wd, True)[1:] if opts.roles and has_roles else []
-    facts = Facts(0, dbs, True, tmajor, existing_dbs, props, frozenset(target_roles), frozenset(target_locales))
     login, notes = _login(target), {}
     for db in dbs:
         dump, fmt = inputs[db.name]
         files = planner.files_for(wd, db.name, method)
-        as_created, owner, notes[db.name] = _as_created(db, facts, opts, login, opts.roles and has_roles)
+        as_created, owner, notes[db.name] = _as_created(db, tgt, opts, login, opts.roles and has_roles)
         create_steps = planner.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
         steps += create_steps
         steps += planner.restore_steps(toolset, target, db.name, dump, files, opts, plain=fmt == 'plain')
@@ -367,7 +370,7 @@ def _manifest(plan: Plan, status: str) -> dict:
             'databases': (plan.resumed.done_entries if plan.resumed else []) + [
                 {'database': asdict(d), 'format': fmt,
                  'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
-                 **((plan.notes or {}).get(d.name, {}) if plan.mode == 'dump' else {})}
+                 **({'properties': plan.properties[d.name].as_dict()} if d.name in (plan.properties or {}) else {})}
                 for d in plan.databases]}
 
 
@@ -440,9 +443,8 @@ class _Report:
     def __init__(self, plan: Plan):
         self.plan = plan
         self.roles = {'status': 'skipped'} if not plan.opts.roles else {'status': 'pending'}
-        notes = (plan.notes or {}) if plan.mode != 'dump' else {}
         self.dbs = {d.name: {'name': d.name, 'status': 'pending', 'method': plan.opts.method, 'durations': {},
-                             **notes.get(d.name, {})}
+                             **(plan.notes or {}).get(d.name, {})}
                     for d in plan.databases}
         self.last_step = {s.database: s for s in plan.steps if s.database}
         self.exits = {}   # database -> exit codes of the restore's passes so far
@@ -619,8 +621,7 @@ def _copy(plan, step, db, snapshots, progress):
 
 def _built(line: str, oids: set) -> bool:
     entry = dumpclean.parse_list_line(line)
-    return entry is not None and entry.desc in ('INDEX', 'CONSTRAINT') and \
-        int(line.split(';', 1)[1].split()[1]) in oids
+    return entry is not None and entry.desc in ('INDEX', 'CONSTRAINT') and entry.oid in oids
 
 
 def _finish_database(plan, db, step, snapshots, progress):

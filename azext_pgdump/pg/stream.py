@@ -8,6 +8,7 @@ unparsed (text COPY, which crosses major versions)."""
 import os
 import queue
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -204,7 +205,7 @@ class _Worker:
         copy_in = sql.SQL('COPY {} FROM STDIN').format(listed).as_string(None)
         if self.psql and part.bytes >= PIPE_THRESHOLD:
             # the size on the source's disk: the bytes pass between the two psql, not through here
-            (rows, _), size, how = self._pipe(copy_out, copy_in), part.bytes, 'pipe'
+            rows, size, how = self._pipe(copy_out, copy_in), part.bytes, 'pipe'
         else:
             (rows, size), how = self._relay(copy_out, copy_in), 'relay'
         return {'name': table.qualified, 'rows': rows, 'bytes': size, 'via': how,
@@ -235,18 +236,21 @@ class _Worker:
         writer = [self.psql, '-X', '-v', 'ON_ERROR_STOP=1', '-c', copy_in,
                   f'--dbname={self.target.conninfo(self.database)}']
         env = dict(os.environ, **self.source.secret_env())
-        with subprocess.Popen(reader, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                              env=env, preexec_fn=die_with_parent) as out:
+        # The reader's stderr goes to a file: a pipe nobody reads until the end could fill and stall it.
+        with tempfile.TemporaryFile() as reader_err, \
+                subprocess.Popen(reader, stdout=subprocess.PIPE, stderr=reader_err, stdin=subprocess.DEVNULL,
+                                 env=env, preexec_fn=die_with_parent) as out:
             with subprocess.Popen(writer, stdin=out.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   env=dict(os.environ, PGOPTIONS='-c synchronous_commit=off',
                                            **self.target.secret_env()), preexec_fn=die_with_parent) as into:
                 out.stdout.close()  # the writer holds the pipe now; the reader gets SIGPIPE if it dies
                 written, into_err = into.communicate()
-            out_err = out.stderr.read()
             out.wait()
+            reader_err.seek(0)
+            out_err = reader_err.read()
         if out.returncode or into.returncode:
             raise CopyError((out_err or into_err).decode(errors='replace').strip() or 'psql failed')
-        return int(written.split()[-1]) if written.split() else 0, None
+        return int(written.split()[-1]) if written.split() else 0  # psql printed "COPY <rows>"
 
     def close(self):
         for conn in (self.src, self.tgt):
