@@ -36,7 +36,8 @@ def az(world, env, *args):
 
 def main():
     with ExitStack() as stack:
-        show("Starting PostgreSQL 11 (Single Server) and 18 (Flexible Server), the ARM emulator and az")
+        show("Starting the test servers (Single Server 11 and 10, Flexible 16 and 18, a VM's 15), the ARM emulator "
+             "and az; migrating single1 (PostgreSQL 11) to flex1 (18)")
         world = start_world(stack)
         create_rich_source(world.single.pg)
         create_app_owned(world.single.pg)
