@@ -98,7 +98,7 @@ def test_powershell_and_cmd_stop_on_failed_steps_and_keep_the_users_password(wor
     lines = ps.splitlines()
     stopping = [i for i, line in enumerate(lines)
                 if "& '" in line and "--version" not in line and any(f"{p}'" in line for p in STOPPING)]
-    assert len(stopping) >= 3  # dropdb, createdb, pg_dump at least
+    assert len(stopping) >= 2  # createdb and pg_dump at least (dropdb only where the target has it)
     for i in stopping:
         assert lines[i].endswith("$code = $LASTEXITCODE; $env:PGPASSWORD = $userPGPASSWORD"), lines[i]
         assert lines[i + 1].startswith("if ($code -ne 0)") and "exit $code" in lines[i + 1], lines[i]
@@ -109,7 +109,7 @@ def test_powershell_and_cmd_stop_on_failed_steps_and_keep_the_users_password(wor
     cmd = show(world, "--databases", AWKWARD, "--shell", "cmd", "--if-exists", "drop").stdout.splitlines()
     stopping = [i for i, line in enumerate(cmd)
                 if line.startswith('"') and "--version" not in line and any(f'{p}"' in line for p in STOPPING)]
-    assert len(stopping) >= 3
+    assert len(stopping) >= 2
     for i in stopping:
         assert cmd[i + 1].startswith("if errorlevel 1 (") and "exit /b 1" in cmd[i + 1], cmd[i]
 
