@@ -105,6 +105,11 @@ def load_arguments(self, _):
                             'fitting set on PATH or under /usr/lib/postgresql/*/bin.')
             c.argument('ssl_root_cert', options_list=['--ssl-root-cert'],
                        help='CA certificate file for --*-ssl-mode verify-ca/verify-full.')
+            c.argument('timeout', options_list=['--timeout'], type=int,
+                       help='Seconds to wait on a server that stops answering (TCP keepalives and '
+                            'tcp_user_timeout on every connection), and on a table lock someone else holds on the '
+                            'source (pg_dump --lock-wait-timeout, lock_timeout) before failing the step. '
+                            'Default: 600.')
             c.argument('firewall_rule', options_list=['--firewall-rule'], arg_type=get_enum_type(['auto', 'none']),
                        default='auto',
                        help='auto: when a server refuses this machine\'s address, add a temporary firewall rule for '

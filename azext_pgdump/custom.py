@@ -90,10 +90,22 @@ def _fail_after_output(cmd, result):
     if 'checks' in result:
         logger.error('Some checks failed: %s.', ', '.join(c['name'] for c in result['checks'] if c['status'] == 'fail'))
     elif 'workDir' in result:
-        logger.error('The migration failed%s; see the errors logs in %s.',
-                     f" for {', '.join(failed)}" if failed else '', result['workDir'])
+        _log_failures(result, failed)
     else:
         logger.error('The target differs from the source in %s.', ', '.join(failed))
+
+
+def _log_failures(result, failed):
+    """Each failure with its step and the log to read, then what to do next."""
+    for record in [dict(result.get('roles', {}), name='roles')] + result.get('databases', []):
+        if record.get('status') == 'failed':
+            log = record.get('failedLog')
+            logger.error('%s: failed at step %s: %s%s', record['name'], record.get('failedStep', 'roles-restore'),
+                         (record.get('error') or 'see the result').strip()[:500], f' (log: {log})' if log else '')
+    mode = result.get('mode')
+    advice = ' Fix the cause, then continue with --resume and the same --work-dir.' if mode == 'run' else ''
+    logger.error('The %s failed%s; the logs are in %s.%s', 'migration' if mode == 'run' else mode,
+                 f" for {', '.join(failed)}" if failed else '', result['workDir'], advice)
 
 
 def _plan_and_execute(cmd, build, dry_run, verify_after=False):
@@ -122,7 +134,8 @@ def _confirm_drop(if_exists, yes):
 
 def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
-            ssl_root_cert=None, dry_run=False, yes=False, source_admin_password=None, target_admin_password=None,
+            ssl_root_cert=None, timeout=None, dry_run=False, yes=False, source_admin_password=None,
+            target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
             split_tables_larger_than=None, resume=False,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
@@ -152,19 +165,24 @@ def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs
 def _resume_state(work_dir, databases):
     if not work_dir:
         raise RequiredArgumentMissingError('--resume needs the --work-dir of the run to continue.')
-    if databases:
-        raise MutuallyExclusiveArgumentError('--resume continues the databases of the earlier run.',
-                                             recommendation='Leave out --databases.')
     try:
-        return migration.resume_state(Path(work_dir))
+        state = migration.resume_state(Path(work_dir))
     except workdir.WorkDirError as err:
         raise FileOperationError(str(err), recommendation='Pass the --work-dir of the run to continue.') from err
     except migration.MigrationError as err:
         raise ValidationError(str(err), recommendation=err.recommendation or None) from err
+    earlier = [d['name'] for d in state.done] + state.todo
+    # The same command line with --resume added is what users type; other databases would be another run.
+    if databases and sorted(databases) != sorted(earlier):
+        raise MutuallyExclusiveArgumentError(
+            f"--resume continues the databases of the earlier run ({', '.join(earlier)}).",
+            recommendation='Leave out --databases, or name the same ones.')
+    return state
 
 
 def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
          no_owner=False, no_acl=False, work_dir=None, reuse_work_dir=False, pg_bin_dir=None, ssl_root_cert=None,
+         timeout=None,
          dry_run=False, source_admin_password=None, firewall_rule='auto', client_ip=None, yes=False,
          source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
          source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password'):
@@ -180,7 +198,8 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
 
 def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target_database=None, databases=None,
             jobs=None, no_roles=False, no_owner=False, no_acl=False, if_exists='fail', pg_bin_dir=None,
-            ssl_root_cert=None, dry_run=False, yes=False, target_admin_password=None, firewall_rule='auto',
+            ssl_root_cert=None, timeout=None, dry_run=False, yes=False, target_admin_password=None,
+            firewall_rule='auto',
             client_ip=None, target_server=None, target_resource_group=None, target_server_type='auto',
             target_host=None, target_port=None, target_admin_user=None, target_ssl_mode='require',
             target_auth_type='password', locale_map=None):
@@ -245,6 +264,7 @@ def _explicit_structured_output():
 
 def show_commands(cmd, resource_group_name=None, databases=None, method='directory', jobs=None, no_roles=False,
                   no_owner=False, no_acl=False, if_exists='fail', work_dir=None, pg_bin_dir=None, ssl_root_cert=None,
+                  timeout=None,
                   shell='bash', source_admin_password=None, target_admin_password=None, firewall_rule='none',
                   client_ip=None, yes=False, locale_map=None,
                   source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
@@ -286,7 +306,7 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
     return None
 
 
-def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=None, ssl_root_cert=None,
+def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=None, ssl_root_cert=None, timeout=None,
            source_admin_password=None, target_admin_password=None, firewall_rule='auto', client_ip=None, yes=False,
            source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
            source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
@@ -312,7 +332,7 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
 
 
 def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=False, if_exists='fail', work_dir=None,
-          pg_bin_dir=None, ssl_root_cert=None, source_admin_password=None, target_admin_password=None,
+          pg_bin_dir=None, ssl_root_cert=None, timeout=None, source_admin_password=None, target_admin_password=None,
           firewall_rule='none', client_ip=None, yes=False, locale_map=None,
           source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
           source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',

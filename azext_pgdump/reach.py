@@ -5,11 +5,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMissingError
+from azure.cli.core.azclierror import AzureConnectionError, InvalidArgumentValueError, RequiredArgumentMissingError
 
 from azext_pgdump.arm import entra, firewall
 from azext_pgdump.arm.endpoints import SideArgs, resolve
 from azext_pgdump.pg import catalog
+from azext_pgdump.pg.endpoint import DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def reach(cmd, stack, args: SideArgs, password: Optional[str], access: Access):
     needed, lives as long as `stack`."""
     endpoint, server = resolve(cmd.cli_ctx, args)
     if args.auth_type == 'entra':
-        endpoint = endpoint.with_password(entra.access_token(cmd.cli_ctx))
+        endpoint = endpoint.with_password_source(entra.token_source(cmd.cli_ctx))
     elif password:
         endpoint = endpoint.with_password(password)
     try:
@@ -89,7 +90,17 @@ def side_args(side: str, kw: dict) -> SideArgs:
                     server_type=kw.get(f'{side}_server_type') or 'auto', host=kw.get(f'{side}_host'),
                     port=kw.get(f'{side}_port'), user=kw.get(f'{side}_admin_user'),
                     ssl_mode=kw.get(f'{side}_ssl_mode') or 'require', ssl_root_cert=kw.get('ssl_root_cert'),
-                    auth_type=kw.get(f'{side}_auth_type') or 'password')
+                    auth_type=kw.get(f'{side}_auth_type') or 'password',
+                    timeout=_timeout(kw.get('timeout')))
+
+
+def _timeout(value) -> int:
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if int(value) < 1:
+        raise InvalidArgumentValueError(f'--timeout must be 1 second or more, not {value}.',
+                                        recommendation=f'Leave it out for {DEFAULT_TIMEOUT} seconds.')
+    return int(value)
 
 
 def reach_side(cmd, stack, kw, side):

@@ -108,6 +108,38 @@ def test_firewall_rule_none_never_touches_rules(gated):
     assert our_rule_calls(gated, since) == []
 
 
+def test_throttling_and_server_errors_from_arm_are_retried(gated):
+    """ARM answers 500 and 503, and throttles with 429, for a while: az's retry policy waits and the command
+    goes on as if nothing happened; the rules are still removed."""
+    em = gated.emulator
+    em.fail("GET", r"/flexibleServers/flex1$", 500, times=2)
+    em.fail("PUT", r"/firewallRules/", 429, times=2)
+    em.fail("DELETE", r"/firewallRules/", 503, times=1)
+    since = len(em.requests)
+    try:
+        proc = gated.az.run(*run_args(gated, "--dry-run", "--yes", "--if-exists", "drop", "-o", "json"), check=False,
+                            timeout=300)
+    finally:
+        em.faults.clear()
+    assert proc.returncode == 0, proc.stderr
+    assert no_rules_left(gated)
+    calls = [m for m, _ in our_rule_calls(gated, since)]
+    assert calls.count("PUT") == 2 + 2 and calls.count("DELETE") == 2 + 1   # both servers, plus the retries
+
+
+def test_a_forbidden_firewall_change_fails_with_the_right_to_ask_for(gated):
+    em = gated.emulator
+    em.fail("PUT", r"/firewallRules/", 403, times=50)
+    try:
+        proc = gated.az.run(*run_args(gated, "--dry-run", "--yes"), check=False, timeout=300)
+    finally:
+        em.faults.clear()
+    assert proc.returncode != 0
+    assert "Could not create a firewall rule" in proc.stderr and "AuthorizationFailed" in proc.stderr
+    assert "Contributor" in proc.stderr and "--firewall-rule none" in proc.stderr
+    assert no_rules_left(gated)
+
+
 def start_blocked_run(gated, tmp_path):
     """A run whose pg_dump waits on a table lock, with both temporary rules open."""
     locker = gated.single.pg.connect("fwdb", autocommit=False)

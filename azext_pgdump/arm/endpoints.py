@@ -6,7 +6,7 @@ from azure.cli.core.azclierror import InvalidArgumentValueError, RequiredArgumen
 
 from azext_pgdump.arm import entra, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg.endpoint import Endpoint
+from azext_pgdump.pg.endpoint import DEFAULT_TIMEOUT, Endpoint
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class SideArgs:
     ssl_mode: str = 'require'
     ssl_root_cert: Optional[str] = None
     auth_type: str = 'password'        # 'password' or 'entra'
+    timeout: int = DEFAULT_TIMEOUT     # --timeout: seconds a silent server or a lock is waited for
 
 
 def single_server_login(user: str, server_name: str) -> str:
@@ -61,7 +62,7 @@ def resolve(cli_ctx, args: SideArgs):
         return Endpoint(host=args.host or server.fqdn, port=args.port or 5432, user=user, kind=server.kind,
                         label=f'{server.name} ({servers.KIND_LABEL[server.kind]})',
                         major=server.major, sslmode=args.ssl_mode,
-                        sslrootcert=args.ssl_root_cert), server
+                        sslrootcert=args.ssl_root_cert, timeout=args.timeout), server
     if args.host:
         if not args.user and args.auth_type == 'entra':
             args = replace(args, user=entra.current_user(cli_ctx))
@@ -70,7 +71,7 @@ def resolve(cli_ctx, args: SideArgs):
                 f'A login is required for {args.side} host {args.host}.',
                 recommendation=f'Pass --{args.side}-admin-user NAME.')
         return Endpoint(host=args.host, port=args.port or 5432, user=args.user, sslmode=args.ssl_mode,
-                        sslrootcert=args.ssl_root_cert), None
+                        sslrootcert=args.ssl_root_cert, timeout=args.timeout), None
     raise RequiredArgumentMissingError(
         f'The {args.side} server is missing.',
         recommendation=f'Pass --{args.side}-server NAME (with a resource group) or a resource ID, or '

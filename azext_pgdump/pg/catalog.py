@@ -27,9 +27,10 @@ class Database:
 
 def connect(endpoint: Endpoint, dbname: str = 'postgres') -> psycopg.Connection:
     try:
-        # Named, so that a DBA (or a test) can tell our sessions in pg_stat_activity.
-        return psycopg.connect(endpoint.conninfo(dbname), password=endpoint.password, autocommit=True,
-                               application_name=APPLICATION_NAME)
+        # Named, so that a DBA (or a test) can tell our sessions in pg_stat_activity. A lock held by someone
+        # else (an ALTER TABLE on the source) is waited for as long as --timeout, not for ever.
+        return psycopg.connect(endpoint.conninfo(dbname), password=endpoint.current_password(), autocommit=True,
+                               application_name=APPLICATION_NAME, options=f'-c lock_timeout={endpoint.lock_wait()}')
     except psycopg.OperationalError as err:
         raise ConnectError(f'Cannot connect to {endpoint.name} as {endpoint.user}: {str(err).strip()}') from err
 

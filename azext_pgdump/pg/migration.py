@@ -68,6 +68,11 @@ def select_databases(available: list, names: Optional[list]) -> list:
     return [by_name[n] for n in names]
 
 
+def _for_utilities(endpoint: Endpoint, toolset: tools.Toolset) -> Endpoint:
+    """Connection strings the chosen utilities' libpq understands."""
+    return replace(endpoint, client_major=toolset.major)
+
+
 def _choose_tools(needed: int, pg_bin_dir: Optional[str]) -> tools.Toolset:
     try:
         return tools.choose(tools.discover(pg_bin_dir), needed, pg_bin_dir)
@@ -240,6 +245,7 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
         dbs = [d for d in dbs if d.name in resume.todo]
     tmajor, existing_dbs = facts.target.major, facts.target.existing
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
+    source, target = _for_utilities(source, toolset), _for_utilities(target, toolset)
     _check_existing(dbs, existing_dbs, opts)
     login = _login(target)
     created = {d.name: _as_created(d, facts.target, opts, login, opts.roles) for d in dbs}
@@ -285,6 +291,7 @@ def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_
               pg_bin_dir=None, create=True) -> Plan:
     smajor, dbs, no_passwords, props = _source_facts(source, names)
     toolset = _choose_tools(smajor, pg_bin_dir)
+    source = _for_utilities(source, toolset)
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
@@ -344,6 +351,7 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         has_roles, method = (wd / 'roles.raw.sql').exists(), manifest['method']
     opts = replace(opts, method=method)
     toolset = _choose_tools(needed, pg_bin_dir)
+    target = _for_utilities(target, toolset)
     _check_existing(dbs, existing_dbs, opts)
     steps = planner.roles_steps(toolset, target, target, wd, True)[1:] if opts.roles and has_roles else []
     login, notes = _login(target), {}
@@ -485,19 +493,19 @@ class _Snapshots:
     def step_for(self, step: Step) -> Step:
         if not self.exporting or step.name not in ('dump', 'transfer', 'dump-schema'):
             return step
-        conn = catalog.connect(self.plan.source, step.database)
+        conn = catalog.connect(self.plan.source, step.database)  # ConnectError: the step fails
         try:
             conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
             snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
-        except psycopg.Error as err:
+            self.open[step.database] = (conn, snapshot)
+            argv = step.argv + [f'--snapshot={snapshot}']
+            if step.name == 'dump-schema':
+                argv = self._without_table_data(step.database, conn, argv)
+        except psycopg.Error as err:  # a lock held past --timeout, a lost server: the step fails
+            self.release(step.database)
             conn.close()
-            raise MigrationError(f'Could not export a snapshot of {step.database} for --verify: {err}',
-                                 'Run without --verify, and verify afterwards with `az postgres dumprestore verify`.') \
+            raise catalog.ConnectError(f'Could not read {step.database} in one snapshot: {str(err).strip()}') \
                 from err
-        self.open[step.database] = (conn, snapshot)
-        argv = step.argv + [f'--snapshot={snapshot}']
-        if step.name == 'dump-schema':
-            argv = self._without_table_data(step.database, conn, argv)
         return replace(step, argv=argv)
 
     def _without_table_data(self, database, conn, argv) -> list:
@@ -534,9 +542,8 @@ class _Snapshots:
 
 
 def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0, verify: bool = False) -> dict:
-    secrets = {side: ep.secret_env() for side, ep in (('source', plan.source), ('target', plan.target)) if ep}
-    secret_values = [ep.password for ep in (plan.source, plan.target) if ep and ep.password]
-    runner = Runner(secrets, progress, interval)
+    secret_values = [p for p in (ep.current_password() for ep in (plan.source, plan.target) if ep) if p]
+    runner = Runner({'source': plan.source, 'target': plan.target}, progress, interval)
     report, started = _Report(plan), time.monotonic()
     snapshots = _Snapshots(plan, verify)
     if plan.mode != 'restore':  # a restore reads the manifest; it never rewrites what the dump wrote
@@ -548,9 +555,9 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0,
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (runner); say where it stopped.
         if plan.mode != 'restore':
-            workdir.write_manifest(plan.workdir, dict(
-                _manifest(plan, 'interrupted'), result=report.as_dict(started),
-                interruptedStep=step and {'name': step.name, 'database': step.database}))
+            _save_manifest(plan, dict(_manifest(plan, 'interrupted'), result=report.as_dict(started),
+                                      interruptedStep=step and {'name': step.name, 'database': step.database}),
+                           progress)
         raise
     finally:
         snapshots.close()
@@ -560,10 +567,23 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0,
         out['verify'] = {'status': 'failed' if any(c['status'] == 'failed' for c in checked) else 'passed',
                          'databases': checked}
     if plan.mode == 'restore':
-        (plan.workdir / 'restore-result.json').write_text(summary_json(out))
+        try:
+            _write_private(plan.workdir / 'restore-result.json', summary_json(out).encode())
+        except OSError as err:
+            progress(f'Could not write restore-result.json: {err.strerror or err}')
     else:
-        workdir.write_manifest(plan.workdir, dict(_manifest(plan, out['status']), result=out))
+        _save_manifest(plan, dict(_manifest(plan, out['status']), result=out), progress)
     return out
+
+
+def _save_manifest(plan: Plan, manifest: dict, progress) -> None:
+    """A full disk must not turn a failed step into a traceback: the previous manifest stays (it says
+    "running", and a run whose process is gone is resumed as interrupted)."""
+    try:
+        workdir.write_manifest(plan.workdir, manifest)
+    except OSError as err:
+        progress(f'Could not update {workdir.MANIFEST} in {plan.workdir}: {err.strerror or err}. '
+                 '--resume still continues this run.')
 
 
 def _execute_step(plan, step, report, runner, snapshots, progress, secret_values):
@@ -637,10 +657,11 @@ def _run_process(plan, step, db, report, runner, snapshots, progress, secret_val
     # pylint: disable=too-many-arguments
     try:
         result = runner.run(snapshots.step_for(step))
-    except OSError as err:  # a full disk under the work dir, a file that cannot be written: this step failed
+    except (OSError, catalog.ConnectError) as err:  # a full disk, a file that cannot be written, a lost source
         record = report.roles if db is None else db
-        record.update(status='failed', failedStep=step.name, error=f'{err.strerror or err}: {err.filename or ""}'
-                      .rstrip(': '))
+        message = str(err) if isinstance(err, catalog.ConnectError) else \
+            f'{err.strerror or err}: {err.filename or ""}'.rstrip(': ')
+        record.update(status='failed', failedStep=step.name, error=message)
         progress(f'  FAILED: {record["error"]}')
         if db is not None:
             snapshots.release(step.database)
@@ -680,6 +701,8 @@ def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str, e
         _record_log(db, step, result.returncode, error, 'properties', key='propertiesErrors')
     elif result.returncode != 0:
         db.update(status='failed', failedStep=step.name, error=error)
+    if step.name in ('dump', 'transfer', 'dump-schema') and db['status'] == 'failed' and 'failedLog' not in db:
+        db['failedLog'] = step.stderr
 
 
 def _record_roles_step(roles_report: dict, step: Step, result, error: str) -> None:
@@ -702,7 +725,7 @@ def _record_log(db: dict, step: Step, exit_code: int, error: str, name: str, key
     log = errorlog.read(Path(step.stderr))
     db.update({key: log.as_dict(), f'{key}Log': step.stderr})
     if log.failed(exit_code):
-        db.update(status='failed', failedStep=name, error=log.first_problem() or error)
+        db.update(status='failed', failedStep=name, error=log.first_problem() or error, failedLog=step.stderr)
 
 
 def summary_json(result: dict) -> str:

@@ -100,6 +100,11 @@ def _owner_acl_flags(opts: Options) -> list:
     return (['--no-owner'] if opts.no_owner else []) + (['--no-acl'] if opts.no_acl else [])
 
 
+def _lock_wait(source: Endpoint) -> list:
+    """pg_dump locks every table it dumps; behind someone's ALTER TABLE it would wait for ever."""
+    return [f'--lock-wait-timeout={source.lock_wait()}']
+
+
 def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Path, no_passwords: bool) -> list:
     raw, cleaned = workdir / 'roles.raw.sql', workdir / 'roles.sql'
     dumpall = [tools.path('pg_dumpall'), '--roles-only', f'--file={raw}', f'--dbname={source.conninfo("postgres")}']
@@ -125,7 +130,7 @@ def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Pat
 
 def dump_steps(tools: Toolset, source: Endpoint, db: Database, workdir: Path, opts: Options) -> list:
     files = files_for(workdir, db.name, opts.method)
-    argv = [tools.path('pg_dump'), *_owner_acl_flags(opts)]
+    argv = [tools.path('pg_dump'), *_owner_acl_flags(opts), *_lock_wait(source)]
     if opts.method == 'plain':
         argv += ['--format=plain', f'--file={files.dump}']
     else:
@@ -214,7 +219,8 @@ def streamed_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Datab
     """Plain method inside `run`: psql restores the dump while pg_dump writes it (the file is kept too),
     so the move takes about as long as the slower of the two instead of their sum."""
     files = files_for(workdir, db.name, 'plain')
-    dump = [tools.path('pg_dump'), *_owner_acl_flags(opts), '--format=plain', f'--dbname={source.conninfo(db.name)}']
+    dump = [tools.path('pg_dump'), *_owner_acl_flags(opts), *_lock_wait(source), '--format=plain',
+            f'--dbname={source.conninfo(db.name)}']
     restore = Step('restore', f'Restore {db.name}', 'target',
                    psql_restore(tools, f'--dbname={target.conninfo(db.name)}'), database=db.name,
                    stderr=str(files.errors_log), env=dict(RESTORE_ENV), input=str(files.dump))
@@ -240,8 +246,8 @@ def stream_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Databas
     flags = _owner_acl_flags(opts)
     restore = [tools.path('pg_restore'), *flags]
     before = [Step('dump-schema', f'Dump the schema of {db.name} (no table data) in an exported snapshot', 'source',
-                   [tools.path('pg_dump'), *flags, '--format=custom', '--compress=0', ALL_TABLE_DATA,
-                    f'--file={files.dump}', f'--dbname={source.conninfo(db.name)}'],
+                   [tools.path('pg_dump'), *flags, *_lock_wait(source), '--format=custom', '--compress=0',
+                    ALL_TABLE_DATA, f'--file={files.dump}', f'--dbname={source.conninfo(db.name)}'],
                    database=db.name, output=str(files.dump), stderr=str(files.beside('.dump.log')))]
     after = [
         Step('restore-list', f'List what the schema of {db.name} holds', 'target',

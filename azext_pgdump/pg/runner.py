@@ -46,13 +46,14 @@ def human(n: float) -> str:
 
 
 class Runner:
-    def __init__(self, secret_env: dict, progress: Callable[[str], None], interval: float = 10.0):
-        self.secret_env = secret_env   # side -> {'PGPASSWORD': ...}
+    def __init__(self, endpoints: dict, progress: Callable[[str], None], interval: float = 10.0):
+        self.endpoints = endpoints     # side -> Endpoint, asked for its password as each child starts
         self.progress = progress
         self.interval = interval
 
     def _env(self, step: Step) -> dict:
-        return {**os.environ, **step.env, **self.secret_env.get(step.side, {})}
+        endpoint = self.endpoints.get(step.side)
+        return {**os.environ, **step.env, **(endpoint.secret_env() if endpoint else {})}
 
     def run(self, step: Step) -> StepResult:
         if step.pipe:
@@ -107,7 +108,11 @@ class Runner:
         """The file gets what the producer wrote; the consumer gets it through `cleaner`, if any."""
         written, last_report = 0, time.monotonic()
         while chunk := source.read1(1 << 20):
-            tee.write(chunk)
+            try:
+                tee.write(chunk)
+            except OSError as err:  # a full disk: say which file, and free what a partial dump holds
+                tee.truncate(0)
+                raise OSError(err.errno, err.strerror, step.stdout) from err
             sink = _send(sink, cleaner.feed(chunk) if cleaner else chunk)
             written += len(chunk)
             if time.monotonic() - last_report >= self.interval:

@@ -235,7 +235,7 @@ class _Worker:
                   f'--dbname={self.source.conninfo(self.database)}']
         writer = [self.psql, '-X', '-v', 'ON_ERROR_STOP=1', '-c', copy_in,
                   f'--dbname={self.target.conninfo(self.database)}']
-        env = dict(os.environ, **self.source.secret_env())
+        env = dict(os.environ, PGOPTIONS=f'-c lock_timeout={self.source.lock_wait()}', **self.source.secret_env())
         # The reader's stderr goes to a file: a pipe nobody reads until the end could fill and stall it.
         with tempfile.TemporaryFile() as reader_err, \
                 subprocess.Popen(reader, stdout=subprocess.PIPE, stderr=reader_err, stdin=subprocess.DEVNULL,

@@ -1,6 +1,7 @@
 """The work directory: dumps, cleaned roles, error logs and a manifest that says what they are."""
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -37,8 +38,14 @@ def prepare(path: Path, reuse: bool) -> Path:
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
+    """Whole or not at all (a full disk leaves the previous manifest), private like everything here."""
     tmp = path / (MANIFEST + '.tmp')
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
+            f.write(json.dumps(manifest, indent=2, sort_keys=True))
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path / MANIFEST)
 
 

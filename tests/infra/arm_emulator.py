@@ -37,12 +37,12 @@ def _example(name: str) -> dict:
     return json.loads((EXAMPLES / name).read_text())
 
 
-def fake_jwt(resource: str) -> str:
+def fake_jwt(resource: str, lifetime: int = 3600) -> str:
     """An unsigned JWT with the claims az reads (it checks no signature offline)."""
     def part(obj):
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
     now = int(time.time())
-    claims = {"tid": TENANT, "oid": str(uuid.uuid4()), "aud": resource, "iat": now, "exp": now + 3600,
+    claims = {"tid": TENANT, "oid": str(uuid.uuid4()), "aud": resource, "iat": now, "exp": now + lifetime,
               "appid": "azext-pgdump-tests", "xms_mirid": "/emulated/identity"}
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
 
@@ -82,6 +82,9 @@ class ArmEmulator:
         self.token_resources: list = []   # resources a token was asked for
         self.operations: dict = {}
         self.entra_logins: list = []      # (PgServer, role) that accept the latest PostgreSQL token
+        self.token_lifetime = 3600        # seconds a token lives (tests of long runs shorten it)
+        self.tokens: dict = {}            # PostgreSQL token -> when it expires (a gateway checks them)
+        self.faults: list = []            # [method, path pattern, status, times left]: see fail()
         self.lock = threading.Lock()
         self._httpd = None
 
@@ -170,6 +173,28 @@ class ArmEmulator:
             else:
                 s.firewall_rules[name] = (start, end)
         self.apply_firewall(s)
+
+    def fail(self, method: str, pattern: str, status: int, times: int = 1) -> None:
+        """Answer the next `times` requests of `method` whose path matches `pattern` with `status`
+        (429 throttling, 500 a server error, 403 missing rights), as ARM does, before recovering."""
+        self.faults.append([method, re.compile(pattern, re.I), status, times])
+
+    def fault_for(self, method: str, path: str) -> Optional[int]:
+        with self.lock:
+            for fault in self.faults:
+                if fault[0] == method and fault[1].search(path) and fault[3] > 0:
+                    fault[3] -= 1
+                    return fault[2]
+        return None
+
+    def token_status(self, token: str) -> Optional[str]:
+        """None for a PostgreSQL token this emulator issued that has not expired; else why it is refused."""
+        expires = self.tokens.get(token)
+        if expires is None:
+            return "The access token is invalid."
+        if time.time() >= expires:
+            return "The access token has expired. Acquire a new token and retry."
+        return None
 
     def accept_entra_token(self, token: str) -> None:
         """Entra sign-in on a test server: the Entra login's password becomes the token just issued."""
@@ -269,6 +294,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._token(query)
         if not self.headers.get("Authorization", "").startswith("Bearer "):
             return self._error(401, "AuthenticationFailed", "Authentication failed: no bearer token.")
+        fault = em.fault_for(method, url.path)
+        if fault:
+            return self._fault(fault)
         if url.path.startswith("/operations/"):
             return self._operation(url.path.rsplit("/", 1)[-1])
         if url.path.rstrip("/").lower() == "/subscriptions":
@@ -286,6 +314,16 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "NotFound", f"The emulator does not serve {method} {url.path}.")
         return self._resource(method, match, query)
 
+    def _fault(self, status: int):
+        self._body()  # read what was sent, or the connection's next request starts inside it
+        if status == 429:
+            return self._send(429, {"error": {"code": "TooManyRequests", "message": "The request is being "
+                                              "throttled."}}, {"Retry-After": "1"})
+        if status == 403:
+            return self._error(403, "AuthorizationFailed", "The client does not have authorization to perform "
+                                                           "action 'Microsoft.DBforPostgreSQL/firewallRules/write'.")
+        return self._error(status, "InternalServerError", "An internal server error occurred.")
+
     def _subscription(self) -> dict:
         return {"id": f"/subscriptions/{SUBSCRIPTION}", "subscriptionId": SUBSCRIPTION, "tenantId": TENANT,
                 "displayName": "azext-pgdump emulated subscription", "state": "Enabled",
@@ -297,10 +335,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(401, "Unauthorized", "X-IDENTITY-HEADER missing")
         resource = query.get("resource", "")
         self.emulator.token_resources.append(resource)
-        token = fake_jwt(resource)
+        lifetime = self.emulator.token_lifetime if resource.rstrip("/") == OSSRDBMS else 3600
+        token = fake_jwt(resource, lifetime)
         if resource.rstrip("/") == OSSRDBMS:
+            self.emulator.tokens[token] = time.time() + lifetime
             self.emulator.accept_entra_token(token)
-        self._send(200, {"access_token": token, "expires_on": str(int(time.time()) + 3600),
+        self._send(200, {"access_token": token, "expires_on": str(int(time.time()) + lifetime),
+                         "expires_in": str(lifetime),
                          "resource": resource, "token_type": "Bearer", "client_id": "azext-pgdump-tests"})
 
     def _operation(self, op_id: str):

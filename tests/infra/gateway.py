@@ -3,7 +3,10 @@
 Azure Single Server puts a gateway between clients and the server. It accepts a login only in the
 form `user@servername`, strips the suffix, and forwards the session. This one does the same on
 loopback: it answers SSLRequest, requires TLS, checks the suffix of the `user` startup parameter,
-then opens its own TLS session to the backend with the bare user name and relays bytes."""
+then opens its own TLS session to the backend with the bare user name and relays bytes.
+
+Microsoft Entra logins: the gateway checks the token the client sends as its password (issued by the ARM
+emulator and not expired, as Azure checks it) and logs in to the backend with the role's own password."""
 import asyncio
 import ssl
 import struct
@@ -44,6 +47,8 @@ class SingleServerGateway:
         self.backend_ctx = ssl.create_default_context(cafile=str(certs.ca))
         self.refused = []  # user names the gateway refused, for tests
         self.admits = lambda ip: True  # the firewall: set by the ARM emulator's world
+        self.entra_roles = {}          # Entra login -> its backend password
+        self.token_status = lambda token: "no token issuer"  # None when a token is good (the emulator's)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -101,7 +106,7 @@ class SingleServerGateway:
             self.refused.append(params.get("user", ""))
             writer.write(error_response(MSG_BAD_USER))
         else:
-            await self._relay(reader, writer, build_startup(payload[:4], {**params, "user": user}))
+            await self._relay(reader, writer, build_startup(payload[:4], {**params, "user": user}), user)
             return
         await writer.drain()
 
@@ -114,9 +119,12 @@ class SingleServerGateway:
         await b_writer.start_tls(self.backend_ctx, server_hostname=self.backend[0])
         return b_reader, b_writer
 
-    async def _relay(self, reader, writer, startup: bytes):
+    async def _relay(self, reader, writer, startup: bytes, user: str):
         b_reader, b_writer = await self._backend_tls()
         b_writer.write(startup)
+        if user in self.entra_roles and not await self._entra_login(reader, writer, b_reader, b_writer, user):
+            b_writer.close()
+            return
 
         async def pump(src, dst):
             try:
@@ -130,9 +138,34 @@ class SingleServerGateway:
 
         await asyncio.gather(pump(reader, b_writer), pump(b_reader, writer))
 
+    async def _entra_login(self, reader, writer, b_reader, b_writer, user) -> bool:
+        """The backend asks for a cleartext password: the client's token stands for the role's password."""
+        asks = await _message(b_reader)
+        writer.write(asks)
+        await writer.drain()
+        if asks[:1] != b"R" or struct.unpack("!I", asks[5:9])[0] != 3:
+            return True
+        answer = await _message(reader)
+        if answer[:1] == b"p":
+            refused = self.token_status(answer[5:-1].decode())
+            if refused:
+                writer.write(error_response(refused))
+                await writer.drain()
+                return False
+            body = self.entra_roles[user].encode() + b"\0"
+            answer = b"p" + struct.pack("!I", len(body) + 4) + body
+        b_writer.write(answer)
+        return True
+
     async def _forward_cancel(self, message: bytes):
         # PostgreSQL reads a cancel request before any authentication; plain TCP is enough.
         b_reader, b_writer = await asyncio.open_connection(*self.backend)
         b_writer.write(message)
         await b_writer.drain()
         b_writer.close()
+
+
+async def _message(reader) -> bytes:
+    """One protocol message: type byte, length, body."""
+    head = await reader.readexactly(5)
+    return head + await reader.readexactly(struct.unpack("!I", head[1:])[0] - 4)

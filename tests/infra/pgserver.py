@@ -129,6 +129,14 @@ synchronous_commit = off
         self.execute("SELECT pg_reload_conf()")
         time.sleep(0.3)  # the postmaster reloads on SIGHUP, just after the call returns
 
+    def halt(self) -> None:
+        """Stop at once, as a crashed or failed-over server does: sessions cut, nothing cleaned up."""
+        self._pg("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "-t", "60", "stop")
+
+    def restart(self) -> None:
+        """Start again after halt(), with the same data, port and configuration."""
+        self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
+
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():
             self._pg("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop")

@@ -72,6 +72,7 @@ def start_servers(stack: ExitStack, tmp: Path) -> World:
     single10 = emulator.add_server(EmulatedServer(
         "single", RESOURCE_GROUP, "single10", single10_pg, gateway10.host, gateway10.port, f"single10.{suffix}"))
     gateway.admits = lambda ip: emulator.admits(single, ip)
+    gateway.token_status = emulator.token_status
     gateway10.admits = lambda ip: emulator.admits(single10, ip)
     return World(tmp, certs, flexible_pg, single_pg, gateway, emulator, flexible, single, vm_pg,
                  flexible16=flexible16, single10=single10, gateway10=gateway10)
