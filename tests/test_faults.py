@@ -196,6 +196,25 @@ def test_a_killed_session_fails_the_copy_and_resume_copies_again(pair):
     resumed_and_equal(pair, wd)
 
 
+def test_kill_9_mid_copy_leaves_a_run_that_resume_finishes(pair):
+    """SIGKILL of az's Python (no chance to clean up): its psql and workers die with it, the manifest still says
+    "running" with a pid that no longer exists, and --resume takes that as interrupted, not as busy."""
+    pair.fresh_target()
+    wd = pair.tmp / "killed"
+    proc = pair.popen(wd, "--method", "stream")
+    wait_for(lambda: sessions(pair.target, COPYING_PACED), "the copy of paced", proc)
+    python = [pid for pid in descendants(proc.pid) | {proc.pid}
+              if b"azure.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(python) == 1
+    os.kill(python[0], 9)
+    pair.finish(proc)
+    wait_for(lambda: not sessions(pair.target, "backend_type = 'client backend'"), "the copy sessions to end",
+             timeout=15)
+    manifest = json.loads((wd / "migration.json").read_text())
+    assert manifest["status"] == "running" and manifest["pid"] == python[0]
+    resumed_and_equal(pair, wd)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem needs root")
 def test_a_full_work_dir_fails_the_step_and_resume_finishes(pair):
     pair.fresh_target()

@@ -194,6 +194,24 @@ def test_rules_are_removed_on_interrupt(gated, tmp_path, sig):
     assert manifest["status"] == "interrupted" and manifest["interruptedStep"] == {"name": "dump", "database": "fwdb"}
 
 
+def test_ctrl_c_again_and_again_does_not_skip_the_clean_up(gated, tmp_path):
+    """An impatient user: Ctrl-C every 50 ms until the command ends. The first stops the run; the others must
+    not cut short stopping pg_dump, writing the manifest or removing both firewall rules."""
+    proc, locker = start_blocked_run(gated, tmp_path)
+    try:
+        while proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        locker.close()
+    assert proc.returncode != 0
+    assert no_rules_left(gated), err
+    assert "cleaning up first" in err
+    manifest = json.loads((tmp_path / "wd" / "migration.json").read_text())
+    assert manifest["status"] == "interrupted"
+
+
 def processes_mentioning(text):
     found = []
     for proc in os.listdir("/proc"):

@@ -112,3 +112,15 @@ def test_entra_tokens_are_renewed_before_they_expire():
     assert source() == "token-1" and source.fetched == 2
     endpoint = Endpoint(host="h", user="u").with_password_source(source)
     assert endpoint.secret_env() == {"PGPASSWORD": "token-1"} and "token" not in repr(endpoint)
+
+
+def test_copy_estimate_converges_on_the_rate_so_far():
+    from azext_pgdump.pg.stream import Estimate
+    now = [0.0]
+    eta = Estimate(400 << 20, clock=lambda: now[0])
+    assert eta.left_seconds() is None and str(eta) == "0% of 400 MB"
+    now[0] = 10.0
+    eta.add(100 << 20)
+    assert eta.left_seconds() == 30.0 and str(eta) == "25% of 400 MB, about 30s left"
+    eta.add(300 << 20)
+    assert str(eta) == "100% of 400 MB"

@@ -13,9 +13,15 @@ _PR_SET_PDEATHSIG = 1
 
 @contextmanager
 def sigterm_as_exit():
-    previous = {sig: signal.getsignal(sig) for sig in EXIT_SIGNALS}
+    """The first Ctrl-C, SIGTERM or SIGHUP unwinds the command; later ones only say that clean-up is under way,
+    so that an impatient second Ctrl-C cannot skip removing the firewall rules or stopping the children."""
+    previous = {sig: signal.getsignal(sig) for sig in (*EXIT_SIGNALS, signal.SIGINT)}
 
     def on_signal(signum, _frame):
+        for sig in previous:
+            signal.signal(sig, _while_cleaning_up)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
     for sig in previous:
         signal.signal(sig, on_signal)
@@ -24,6 +30,11 @@ def sigterm_as_exit():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _while_cleaning_up(_signum, _frame):
+    print('Stopping: cleaning up first (child processes, temporary firewall rules, the manifest)...',
+          file=sys.stderr, flush=True)
 
 
 def die_with_parent() -> None:

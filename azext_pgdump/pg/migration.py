@@ -552,6 +552,11 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0,
     try:
         for step in plan.steps:
             _execute_step(plan, step, report, runner, snapshots, progress, secret_values)
+            if plan.mode != 'restore' and _milestone(step, report):
+                # Written as it happens: after a kill -9 (no chance to write anything), --resume still knows
+                # which databases were finished and which half-made ones on the target are ours to drop.
+                _save_manifest(plan, dict(_manifest(plan, 'running'), pid=os.getpid(),
+                                          result=report.as_dict(started)), progress)
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (runner); say where it stopped.
         if plan.mode != 'restore':
@@ -574,6 +579,11 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0,
     else:
         _save_manifest(plan, dict(_manifest(plan, out['status']), result=out), progress)
     return out
+
+
+def _milestone(step: Step, report: '_Report') -> bool:
+    """A target database created, the roles restored, or a database finished."""
+    return step.name in ('create', 'roles-restore') or report.last_step.get(step.database) is step
 
 
 def _save_manifest(plan: Plan, manifest: dict, progress) -> None:

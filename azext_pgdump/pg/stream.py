@@ -258,6 +258,27 @@ class _Worker:
                 conn.close()
 
 
+class Estimate:
+    """How far the copy is, by the tables' sizes on the source's disk, and how long the rest should take at the
+    rate so far (it converges as tables finish; largest first makes the early rate pessimistic, not wild)."""
+
+    def __init__(self, total: int, clock=time.monotonic):
+        self.total, self.done, self.clock, self.started = max(total, 1), 0, clock, clock()
+
+    def add(self, size: int) -> None:
+        self.done += size
+
+    def left_seconds(self) -> Optional[float]:
+        if not self.done:
+            return None
+        return (self.clock() - self.started) * max(self.total - self.done, 0) / self.done
+
+    def __str__(self) -> str:
+        left = self.left_seconds()
+        share = f'{min(self.done / self.total, 1):.0%} of {self.total / 1048576:.0f} MB'
+        return share if left is None or self.done >= self.total else f'{share}, about {left:.0f}s left'
+
+
 def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str, parts: list, jobs: int,
                 progress: Callable[[str], None], psql: Optional[str] = None) -> CopyResult:
     """Copy `parts` (largest first) with `jobs` workers; a table's indexes are built by the worker that
@@ -269,6 +290,7 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
     pending = {p.table.oid: p.of for p in parts}
     merged: dict = {}
     total = len(pending)
+    eta = Estimate(sum(p.bytes for p in parts))
 
     def fail(table, err):
         with lock:
@@ -282,6 +304,7 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
             entry['rows'] += done['rows'] or 0
             entry['bytes'] += done['bytes'] or 0
             entry['seconds'] = max(entry['seconds'], done['seconds'])
+            eta.add(part.bytes)
             pending[part.table.oid] -= 1
             return pending[part.table.oid] == 0
 
@@ -315,7 +338,7 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
                         result.tables.append(entry)
                         result.early_oids.update(part.table.early_oids)
                         progress(f'  copied {entry["name"]}: {entry["rows"]} rows, {entry["bytes"]} bytes in '
-                                 f'{entry["seconds"]:.1f}s ({len(result.tables)}/{total} tables)')
+                                 f'{entry["seconds"]:.1f}s ({len(result.tables)}/{total} tables, {eta})')
         finally:
             worker.close()
 
