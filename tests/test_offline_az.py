@@ -1,10 +1,15 @@
 """The az fixture is real and private: our wheel is installed, and nothing leaves the machine."""
 import json
+import re
+from pathlib import Path
+
+SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 
 
 def test_extension_installed_from_wheel_in_private_dir(az):
     ext = json.loads(az.run("extension", "show", "--name", "pgdump", "-o", "json").stdout)
-    assert ext["version"] == "0.2.0" and ext["path"].startswith(az.env["AZURE_EXTENSION_DIR"])
+    version = re.search(r"VERSION = '([^']+)'", SETUP.read_text()).group(1)
+    assert ext["version"] == version == "0.3.0" and ext["path"].startswith(az.env["AZURE_EXTENSION_DIR"])
     assert ext["extensionType"] == "whl" and ext["metadata"]["azext.isPreview"] is True
 
 
