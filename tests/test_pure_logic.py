@@ -119,8 +119,10 @@ def test_copy_estimate_converges_on_the_rate_so_far():
     now = [0.0]
     eta = Estimate(400 << 20, clock=lambda: now[0])
     assert eta.left_seconds() is None and str(eta) == "0% of 400 MB"
+    eta.add(1 << 20)
+    assert eta.left_seconds() is None and str(eta) == "0% of 400 MB"   # too little done to judge the rate
     now[0] = 10.0
-    eta.add(100 << 20)
+    eta.add(99 << 20)
     assert eta.left_seconds() == 30.0 and str(eta) == "25% of 400 MB, about 30s left"
     eta.add(300 << 20)
     assert str(eta) == "100% of 400 MB"

@@ -132,6 +132,10 @@ def test_dry_run_prints_the_plan_and_runs_nothing(world, mig):
     dump = next(s for s in plan["steps"] if s["name"] == "dump")
     assert dump["argv"][0].endswith("/pg_dump") and "--format=directory" in dump["argv"]
     assert "user=pgadmin@single1 " in dump["argv"][-1] and dump["secretEnv"] == ["PGPASSWORD"]
+    # An 18 target with 18 utilities: statistics travel with the dump; ANALYZE only covers what they miss.
+    analyze = plan["steps"][-1]
+    assert "--statistics" in dump["argv"] and analyze["argv"][0].endswith("/psql") and "reltuples < 0" in \
+        " ".join(analyze["argv"])
     assert world.flexible.pg.execute("SELECT count(*) FROM pg_database WHERE datname = 'appdb'")[0][0] == 0
     plain = result_of(mig.run("flexible", "--databases", "appdb", "--dry-run", "--method", "plain", "--no-roles",
                               "--work-dir", str(mig.tmp / "dry-plain")))
@@ -139,6 +143,9 @@ def test_dry_run_prints_the_plan_and_runs_nothing(world, mig):
     transfer = plain["steps"][1]
     assert transfer["argv"][0].endswith("/pg_dump") and transfer["pipe"]["argv"][0].endswith("/psql")
     assert not (mig.tmp / "dry").exists() and not (mig.tmp / "dry-plain").exists()  # a dry run writes nothing
+    vm = result_of(mig.run("vm", "--databases", "appdb", "--dry-run", "--method", "plain", "--no-roles",
+                           "--if-exists", "reuse", "--work-dir", str(mig.tmp / "dry-vm")))
+    assert "--statistics" not in vm["steps"][1]["argv"] and "vacuumdb" in vm["steps"][-1]["argv"][0]  # 15 target
 
 
 def test_dump_on_one_agent_restore_on_another(world, mig):

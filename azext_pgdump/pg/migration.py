@@ -19,6 +19,8 @@ from azext_pgdump.pg.plan import Options, Step
 from azext_pgdump.pg.runner import Runner, human, size_of
 
 MANIFEST_FORMAT = 1
+# pg_dump --statistics and the functions that restore them (pg_restore_relation_stats) came with 18.
+STATISTICS_SINCE = 18
 
 
 class MigrationError(Exception):
@@ -246,6 +248,7 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     tmajor, existing_dbs = facts.target.major, facts.target.existing
     toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
     source, target = _for_utilities(source, toolset), _for_utilities(target, toolset)
+    opts = replace(opts, statistics=toolset.major >= STATISTICS_SINCE and tmajor >= STATISTICS_SINCE)
     _check_existing(dbs, existing_dbs, opts)
     login = _login(target)
     created = {d.name: _as_created(d, facts.target, opts, login, opts.roles) for d in dbs}

@@ -269,7 +269,7 @@ class Estimate:
         self.done += size
 
     def left_seconds(self) -> Optional[float]:
-        if not self.done:
+        if self.done < self.total / 10:  # small tables first tell nothing of the rate of the big ones
             return None
         return (self.clock() - self.started) * max(self.total - self.done, 0) / self.done
 
