@@ -169,13 +169,18 @@ def test_source_stops_during_the_dump(pair):
     resumed_and_equal(pair, wd)
 
 
-def test_target_stops_during_the_restore(pair):
+def fault_while_paced_loads(pair, name, method, fault):
+    """Start a run, wait until the target loads the paced table, then inject `fault(proc)`; the run's end."""
     pair.fresh_target()
-    wd = pair.tmp / "target-stops"
-    proc = pair.popen(wd, "--method", "directory")
-    wait_for(lambda: sessions(pair.target, COPYING_PACED), "the restore of paced", proc)
-    pair.target.halt()
-    done = pair.finish(proc)
+    wd = pair.tmp / name
+    proc = pair.popen(wd, "--method", method)
+    wait_for(lambda: sessions(pair.target, COPYING_PACED), "the load of paced", proc)
+    fault(proc)
+    return wd, pair.finish(proc)
+
+
+def test_target_stops_during_the_restore(pair):
+    wd, done = fault_while_paced_loads(pair, "target-stops", "directory", lambda _: pair.target.halt())
     pair.target.restart()
     db = failed_database(done, "restore")
     assert db["failedLog"] == db["errorsLog"] and db["errors"]["real"] >= 1
@@ -183,13 +188,8 @@ def test_target_stops_during_the_restore(pair):
 
 
 def test_a_killed_session_fails_the_copy_and_resume_copies_again(pair):
-    pair.fresh_target()
-    wd = pair.tmp / "terminated"
-    proc = pair.popen(wd, "--method", "stream")
-    wait_for(lambda: sessions(pair.target, COPYING_PACED), "the copy of paced", proc)
-    pair.target.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB}' "
-                        f"AND {COPYING_PACED}")
-    done = pair.finish(proc)
+    wd, done = fault_while_paced_loads(pair, "terminated", "stream", lambda _: pair.target.execute(
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB}' AND {COPYING_PACED}"))
     db = failed_database(done, "copy")
     assert "public.paced" in db["error"] and "terminat" in db["error"], db["error"]
     assert db["copy"]["failed"]["table"] == "public.paced"
@@ -199,15 +199,14 @@ def test_a_killed_session_fails_the_copy_and_resume_copies_again(pair):
 def test_kill_9_mid_copy_leaves_a_run_that_resume_finishes(pair):
     """SIGKILL of az's Python (no chance to clean up): its psql and workers die with it, the manifest still says
     "running" with a pid that no longer exists, and --resume takes that as interrupted, not as busy."""
-    pair.fresh_target()
-    wd = pair.tmp / "killed"
-    proc = pair.popen(wd, "--method", "stream")
-    wait_for(lambda: sessions(pair.target, COPYING_PACED), "the copy of paced", proc)
-    python = [pid for pid in descendants(proc.pid) | {proc.pid}
-              if b"azure.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(python) == 1
-    os.kill(python[0], 9)
-    pair.finish(proc)
+    python = []
+
+    def kill_9(proc):
+        python.extend(pid for pid in descendants(proc.pid) | {proc.pid}
+                      if b"azure.cli" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        assert len(python) == 1
+        os.kill(python[0], 9)
+    wd, _ = fault_while_paced_loads(pair, "killed", "stream", kill_9)
     wait_for(lambda: not sessions(pair.target, "backend_type = 'client backend'"), "the copy sessions to end",
              timeout=15)
     manifest = json.loads((wd / "migration.json").read_text())
