@@ -254,10 +254,12 @@ def descendants(pid):
     children, frontier = set(), [pid]
     while frontier:
         parent = frontier.pop()
-        try:
-            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
+        kids = []
+        for task in Path(f"/proc/{parent}/task").glob("*"):  # every thread's children: workers are threads
+            try:
+                kids += (task / "children").read_text().split()
+            except OSError:
+                continue
         for kid in map(int, kids):
             if kid not in children:
                 children.add(kid)
