@@ -160,6 +160,14 @@ def test_dump_on_one_agent_restore_on_another(world, mig):
                   "--if-exists", "drop", "--yes", "--pg-bin-dir", str(bindir(15)), "-o", "json")
     check_succeeded(proc, ["appdb"])
     assert_same(world.single.pg, world.vm_pg, "appdb")
+    # 18 utilities restoring onto a 15 server leave out statistics a dump made for an 18 target may carry;
+    # 15 utilities neither know them nor the option.
+    for tools, expected in ((18, True), (15, False)):
+        plan = result_of(mig.az("postgres", "dumprestore", "restore", *mig.target("vm"), "--work-dir", str(copy),
+                                "--if-exists", "drop", "--yes", "--pg-bin-dir", str(bindir(tools)), "--dry-run",
+                                "-o", "json"))
+        restores = [s["argv"] for s in plan["steps"] if s["name"] in ("restore-schemas", "restore")]
+        assert restores and all(("--no-statistics" in argv) == expected for argv in restores)
 
 
 def test_restore_a_plain_file_made_by_pg_dump(world, mig):

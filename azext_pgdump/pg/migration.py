@@ -355,6 +355,8 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
     opts = replace(opts, method=method)
     toolset = _choose_tools(needed, pg_bin_dir)
     target = _for_utilities(target, toolset)
+    # A run onto an 18 target dumped statistics; restored elsewhere, a server before 18 has no function for them.
+    opts = replace(opts, no_statistics=toolset.major >= STATISTICS_SINCE > tmajor)
     _check_existing(dbs, existing_dbs, opts)
     steps = planner.roles_steps(toolset, target, target, wd, True)[1:] if opts.roles and has_roles else []
     login, notes = _login(target), {}

@@ -66,6 +66,7 @@ class Options:
     split_bytes: int = 1 << 30     # stream: tables larger than this are copied as --jobs ranges at once (0: never)
     ours_to_drop: frozenset = frozenset()   # --resume: databases an interrupted run created: dropped, made again
     statistics: bool = False       # utilities and target 18+: optimizer statistics travel with the dump
+    no_statistics: bool = False    # restore: the dump may carry statistics a target before 18 cannot take
 
 
 @dataclass
@@ -188,7 +189,7 @@ def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, f
     else:
         listing, schemas = files.beside('.toc.list'), files.beside('.toc.schemas.list')
         rest = files.beside('.toc.rest.list')
-        flags = _owner_acl_flags(opts)
+        flags = _owner_acl_flags(opts) + (['--no-statistics'] if opts.no_statistics else [])
         steps = [Step('restore-list', f'List what the dump of {database} holds', 'target',
                       [tools.path('pg_restore'), '--list', f'--file={listing}', str(dump)], database=database,
                       output=str(listing)),
