@@ -175,8 +175,9 @@ def load_arguments(self, _):
                 c.argument('method', options_list=['--method'],
                            arg_type=get_enum_type(['stream', 'directory', 'plain'] if verb == 'run'
                                                   else ['directory', 'plain']),
-                           default='stream' if verb == 'run' else 'directory',
-                           help=(STREAM_HELP if verb == 'run' else '') + DIRECTORY_PLAIN_HELP)
+                           default=None if verb == 'run' else 'directory',
+                           help=(STREAM_HELP if verb == 'run' else '') + DIRECTORY_PLAIN_HELP
+                           + (' With --resume, the earlier run\'s method unless named.' if verb == 'run' else ''))
                 c.argument('reuse_work_dir', options_list=['--reuse-work-dir'], arg_type=flag,
                            help='Write into a --work-dir that holds an earlier migration.')
             else:

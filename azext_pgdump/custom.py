@@ -13,7 +13,8 @@ from knack.log import get_logger
 from azext_pgdump import checks as checks_wiring
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import catalog, locales, migration, preflight, render, workdir
+from azext_pgdump.pg import (catalog, execution, inprocess, locales, migration, preflight, progress, render,
+                             workdir)
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
 from azext_pgdump.pg.verify import verify as verify_databases
@@ -68,13 +69,31 @@ def _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map=Non
                    if_exists=if_exists or 'fail', locale_map=overrides, **extra)
 
 
-def _progress(cmd):
+def _progress(cmd) -> progress.Progress:
+    """Lines on stderr; on a terminal also az's progress bar for the copy (a pipeline's log gets lines only)."""
     quiet = getattr(cmd.cli_ctx, 'only_show_errors', False)
 
     def say(message):
         if not quiet:
             print(message, file=sys.stderr, flush=True)
-    return say
+    return progress.Progress(say, None if quiet or not sys.stderr.isatty() else _AzBar(cmd.cli_ctx))
+
+
+class _AzBar:
+    """az's own progress controller, drawn on stderr; cleared before each line so they do not mix."""
+
+    def __init__(self, cli_ctx):
+        self.cli_ctx, self.controller = cli_ctx, None
+
+    def update(self, message, done, total):
+        if self.controller is None:
+            self.controller = self.cli_ctx.get_progress_controller(det=True)
+        self.controller.add(message=message, value=max(int(done), 1), total_val=max(int(total), 1))
+
+    def clear(self):
+        if self.controller is not None:
+            sys.stderr.write('\r\x1b[K')
+            sys.stderr.flush()
 
 
 def _fail_after_output(cmd, result):
@@ -120,7 +139,9 @@ def _plan_and_execute(cmd, build, dry_run, verify_after=False):
         raise AzureConnectionError(str(err)) from err
     if dry_run:
         return plan.as_dict()
-    result = migration.execute(plan, _progress(cmd), verify=verify_after)
+    say = _progress(cmd)
+    # A pipeline's log gets a line a minute for a long step (so it does not look hung); a terminal, one every 10 s.
+    result = execution.execute(plan, say, interval=10.0 if say.live else 60.0, verify=verify_after)
     _fail_after_output(cmd, result)
     return result
 
@@ -132,7 +153,7 @@ def _confirm_drop(if_exists, yes):
                           'databases, with all their data. Continue?', yes=yes)
 
 
-def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs=None, no_roles=False,
+def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=None, no_roles=False,
             no_owner=False, no_acl=False, if_exists='fail', work_dir=None, reuse_work_dir=False, pg_bin_dir=None,
             ssl_root_cert=None, timeout=None, dry_run=False, yes=False, source_admin_password=None,
             target_admin_password=None,
@@ -144,8 +165,10 @@ def migrate(cmd, resource_group_name=None, databases=None, method='stream', jobs
             target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
     state = _resume_state(work_dir, databases) if resume else None
+    # A resumed run goes on the way it began (its finished steps are worth keeping only for the same method).
+    method = method or (state.method if state and state.method else 'stream')
+    opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
     if state is not None:
         databases = state.todo
         checked = state.options(opts)
@@ -233,7 +256,7 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
 def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None):  # pylint: disable=unused-argument
     """The roles clean-up of `run` as a command of its own, for the scripts show-commands prints."""
     try:
-        return migration.clean_roles_file(Path(input_file), Path(output_file),
+        return inprocess.clean_roles_file(Path(input_file), Path(output_file),
                                           Path(existing_roles) if existing_roles else None, target_login)
     except OSError as err:
         raise FileOperationError(str(err), recommendation='Check --input, --output and --existing-roles.') from err
@@ -242,7 +265,7 @@ def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None)
 def clean_dump(cmd, input_file='-', output_file='-', schemas_file=None):  # pylint: disable=unused-argument
     """The dump clean-up of `run` as a command of its own, for the scripts show-commands prints."""
     try:
-        left_out = migration.clean_dump_file(Path(input_file or '-'), Path(output_file or '-'),
+        left_out = inprocess.clean_dump_file(Path(input_file or '-'), Path(output_file or '-'),
                                              Path(schemas_file) if schemas_file else None)
     except OSError as err:
         raise FileOperationError(str(err), recommendation='Check --input, --output-file and --schemas-file.') from err

@@ -184,7 +184,9 @@ def test_target_stops_during_the_restore(pair):
     pair.target.restart()
     db = failed_database(done, "restore")
     assert db["failedLog"] == db["errorsLog"] and db["errors"]["real"] >= 1
-    resumed_and_equal(pair, wd)
+    # The dump had finished: resume restores from it (into a database made again), it does not dump again.
+    again = resumed_and_equal(pair, wd)["databases"][0]
+    assert again["resumedSteps"] == ["dump"] and "dump" not in again["durations"], again
 
 
 def test_a_killed_session_fails_the_copy_and_resume_copies_again(pair):
@@ -202,16 +204,30 @@ def test_kill_9_mid_copy_leaves_a_run_that_resume_finishes(pair):
     python = []
 
     def kill_9(proc):
+        wait_for(lambda: "public.filler" in tables_done(wd), "filler recorded as copied", proc)
         python.extend(pid for pid in descendants(proc.pid) | {proc.pid}
                       if b"azure.cli" in Path(f"/proc/{pid}/cmdline").read_bytes())
         assert len(python) == 1
         os.kill(python[0], 9)
-    wd, _ = fault_while_paced_loads(pair, "killed", "stream", kill_9)
+    wd = pair.tmp / "killed"
+    fault_while_paced_loads(pair, "killed", "stream", kill_9)
     wait_for(lambda: not sessions(pair.target, "backend_type = 'client backend'"), "the copy sessions to end",
              timeout=15)
     manifest = json.loads((wd / "migration.json").read_text())
     assert manifest["status"] == "running" and manifest["pid"] == python[0]
-    resumed_and_equal(pair, wd)
+    # Resumed table by table: the database and its tables stay, filler (finished) is not copied again, the
+    # half-loaded paced table is emptied and copied again.
+    db = resumed_and_equal(pair, wd)["databases"][0]
+    assert {"create", "restore-schemas", "restore-pre"} <= set(db["resumedSteps"]), db
+    assert db["copy"]["tablesResumed"] == 1 and [t["name"] for t in db["copy"]["tables"]] == ["public.paced"]
+
+
+def tables_done(work_dir):
+    try:
+        manifest = json.loads((work_dir / "migration.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return manifest.get("tasks", {}).get(f"{DB}/copy", {}).get("tablesDone", [])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem needs root")
@@ -345,3 +361,37 @@ def test_entra_run_longer_than_its_token_lives(world):
     assert took > 2 * LIFETIME and result_of(proc)["verify"]["status"] == "passed"   # two token lifetimes at least
     assert len(world.emulator.tokens) - issued >= 2   # renewed during the run
     assert "entra_admin@single1" not in gw.refused
+
+
+def test_a_terminal_sees_the_copy_as_it_goes_and_a_log_only_lines(pair):
+    """On a terminal, az's progress bar: the share copied, tables done / copying / waiting; a pipeline's log
+    (no terminal) gets a line per table and no bar."""
+    import pty
+    import select
+    pair.fresh_target()
+    controller, terminal = pty.openpty()
+    argv = [str(AZ), *pair.args(pair.tmp / "terminal", "--method", "stream"), *pair.password_args()]
+    proc = subprocess.Popen(argv, env=pair.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    while True:
+        ready = select.select([controller], [], [], 1)[0]
+        try:
+            chunk = os.read(controller, 65536) if ready else b""
+        except OSError:  # the terminal's other end is closed: az has ended
+            break
+        seen += chunk
+        if not chunk and proc.poll() is not None:
+            break
+    out, _ = proc.communicate(timeout=60)
+    os.close(controller)
+    assert proc.returncode == 0, seen
+    text = seen.decode(errors="replace")
+    assert "tables copied, " in text and "copying" in text and "[#" in text, text   # the bar, as the copy goes
+    assert "copied public.paced: 150 rows" in text                               # and the line per table
+    pair.no_secret_in(text + out.decode())
+
+    logged = pair.run(pair.tmp / "log", "--method", "stream", "--if-exists", "drop", "--yes")
+    assert logged.returncode == 0, logged.stderr
+    assert "copied public.paced: 150 rows" in logged.stderr and "tables copied, " not in logged.stderr
+    assert "[#" not in logged.stderr

@@ -230,6 +230,15 @@ def test_verify_full_tls_with_a_ca_file(world, mig):
     assert proc.returncode != 0 and "SSL error" in proc.stderr  # the server certificate is not from that CA
 
 
+def finished(work_dir, name):
+    try:
+        manifest = json.loads((work_dir / "migration.json").read_text())
+    except (OSError, ValueError):
+        return False
+    databases = manifest.get("result", {}).get("databases", [])
+    return any(d["name"] == name and d["status"] == "succeeded" for d in databases)
+
+
 def test_resume_finishes_an_interrupted_run_without_redoing_what_it_finished(world, mig):
     """SIGTERM while the second database's pg_dump waits on a lock; the plain method has created that database
     on the target already. --resume drops the half-made copy, makes it again, and leaves the first alone."""
@@ -242,13 +251,15 @@ def test_resume_finishes_an_interrupted_run_without_redoing_what_it_finished(wor
     locker = world.single.pg.connect("appdb", autocommit=False)
     locker.execute("LOCK TABLE sales.audit IN ACCESS EXCLUSIVE MODE")
     args = [*RUN, *mig.source(), *mig.target("vm"), "-g", "azext-pgdump-rg", "--pg-bin-dir", str(bindir(18)),
-            "--method", "plain", "--work-dir", str(wd), "-o", "json"]
+            "--method", "plain", "--jobs", "1", "--work-dir", str(wd), "-o", "json"]
     proc = subprocess.Popen([str(AZ), *args, "--databases", SECOND_DB, "appdb"], env=mig.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        while not world.single.pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb' "
-                                          "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'")[0][0]:
+        # With --jobs 1 the executor's budget (one connection per server) moves the databases one at a time.
+        while not (world.single.pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb' "
+                                           "AND application_name = 'pg_dump' AND wait_event_type = 'Lock'")[0][0]
+                   and finished(wd, SECOND_DB)):
             assert time.time() < deadline and proc.poll() is None, "pg_dump never waited on the lock"
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)

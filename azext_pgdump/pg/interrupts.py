@@ -45,10 +45,11 @@ def die_with_parent() -> None:
 
 @contextmanager
 def shielded():
-    """Ignore SIGTERM, SIGHUP and SIGINT while cleaning up, so a second one cannot cut the clean-up short."""
+    """SIGTERM, SIGHUP and SIGINT only say that clean-up is under way while it runs, so that a second one
+    cannot cut it short (and an impatient user learns why nothing else happens)."""
     previous = {sig: signal.getsignal(sig) for sig in (*EXIT_SIGNALS, signal.SIGINT)}
     for sig in previous:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, _while_cleaning_up)
     try:
         yield
     finally:

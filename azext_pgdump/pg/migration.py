@@ -1,22 +1,15 @@
-"""Plan and execute a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints."""
-import json
+"""Plan a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints: the graph of steps
+pg/execution.py executes, and what `run --resume` leaves out of it."""
 import os
 import shutil
-import sys
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-import psycopg
-
-from azext_pgdump.pg import (catalog, dbprops, dumpclean, errorlog, locales, plan as planner, roles, stream, tools,
-                             workdir)
-from azext_pgdump.pg import verify as verification
+from azext_pgdump.pg import catalog, dbprops, dumpclean, locales, plan as planner, roles, tools, workdir
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
-from azext_pgdump.pg.plan import Options, Step
-from azext_pgdump.pg.runner import Runner, human, size_of
+from azext_pgdump.pg.plan import Options
 
 MANIFEST_FORMAT = 1
 # pg_dump --statistics and the functions that restore them (pg_restore_relation_stats) came with 18.
@@ -45,6 +38,8 @@ class Plan:
     notes: dict = None                 # database -> what the result says of it (owner, locale mapping, ...)
     properties: dict = None            # database -> dbprops.DatabaseProps, kept in the manifest for `restore`
     resumed: Optional['Resume'] = None  # run --resume: what an earlier run finished
+    skip: frozenset = frozenset()      # ids of steps an earlier run finished: not done again
+    tables_done: dict = field(default_factory=dict)  # stream, resumed: database -> tables copied before
 
     def as_dict(self) -> dict:
         """The plan for --dry-run and show-commands: argv and the names of secret variables, no secret."""
@@ -54,8 +49,11 @@ class Plan:
                 'utilities': {'version': self.tools.version, 'bindir': str(self.tools.bindir)},
                 'source': side(self.source, self.source_major), 'target': side(self.target, self.target_major),
                 'databases': [d.name for d in self.databases], 'notes': self.notes or {},
-                'steps': [dict(s.as_dict(), secretEnv=['PGPASSWORD']) if s.needs_password else s.as_dict()
-                          for s in self.steps]}
+                'steps': [self._step_dict(s) for s in self.steps]}
+
+    def _step_dict(self, step) -> dict:
+        out = dict(step.as_dict(), secretEnv=['PGPASSWORD']) if step.needs_password else step.as_dict()
+        return dict(out, resumed='done by the earlier run') if step.id in self.skip else out
 
 
 def select_databases(available: list, names: Optional[list]) -> list:
@@ -178,6 +176,8 @@ class Resume:
     todo: list          # the names still to migrate
     created: frozenset  # databases that run created on the target (a partial copy: dropped and made again)
     roles_done: bool
+    method: str = ''    # the earlier run's method: its steps are only worth keeping for the same one
+    tasks: dict = field(default_factory=dict)   # step id -> its state in the earlier run (see execution)
 
     def options(self, opts: Options) -> Options:
         """The run's options for what is left: roles only if not done; our half-made databases dropped."""
@@ -194,11 +194,35 @@ def resume_state(wd: Path) -> Resume:
     previous = {d['name']: d for d in manifest.get('result', {}).get('databases', [])}
     names = [d['database']['name'] for d in manifest['databases']]
     done = [previous[n] for n in names if previous.get(n, {}).get('status') == 'succeeded']
-    created = frozenset(n for n in names if 'create' in previous.get(n, {}).get('durations', {}))
+    tasks = manifest.get('tasks', {})
+    # A createdb under way when the run was killed may have created it: ours either way.
+    created = frozenset(n for n in names if f'{n}/create' in tasks
+                        or 'create' in previous.get(n, {}).get('durations', {}))
     roles = manifest.get('result', {}).get('roles', {}).get('status')
     finished = {d['name'] for d in done}
     return Resume(done, [e for e in manifest['databases'] if e['database']['name'] in finished],
-                  [n for n in names if n not in finished], created - finished, roles in ('succeeded', 'skipped'))
+                  [n for n in names if n not in finished], created - finished, roles in ('succeeded', 'skipped'),
+                  manifest.get('method', ''), tasks)
+
+
+def resumed_steps(resume: Optional[Resume], method: str) -> tuple:
+    """What of the unfinished databases an earlier run of the same method did that need not be done again:
+    (step ids, stream: database -> the tables it copied). A finished directory dump is restored from, not
+    dumped again. A stream copy whose tables were created continues table by table (those not finished are
+    emptied and copied again) unless its last restore pass had begun (then the database is made again:
+    half of post-data is not something to build on)."""
+    skip, tables = set(), {}
+    if resume is None or resume.method != method:
+        return frozenset(), tables
+    for name in resume.todo:
+        def state(step, name=name):
+            return resume.tasks.get(f'{name}/{step}', {}).get('status')
+        if method == 'directory' and state('dump') == 'done':
+            skip.add(f'{name}/dump')
+        if method == 'stream' and state('restore-pre') == 'done' and state('restore') is None:
+            skip |= {f'{name}/{step}' for step in ('drop', 'create', 'restore-schemas', 'restore-pre')}
+            tables[name] = set(resume.tasks.get(f'{name}/copy', {}).get('tablesDone', []))
+    return frozenset(skip), tables
 
 
 def _alive(pid: int) -> bool:
@@ -236,11 +260,13 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
              reuse_work_dir=False, pg_bin_dir=None, create=True, facts: Optional[Facts] = None,
              resume: Optional[Resume] = None) -> Plan:
     ensure_distinct(source, target)
+    skip, tables_done = resumed_steps(resume, opts.method)
     if resume is not None:
         names, reuse_work_dir, opts = resume.todo, True, resume.options(opts)
         if create and opts.method == 'directory':  # the interrupted run's own partial dumps, in its work dir
             for name in resume.todo:
-                shutil.rmtree(planner.files_for(Path(work_dir), name, 'directory').dump, ignore_errors=True)
+                if f'{name}/dump' not in skip:
+                    shutil.rmtree(planner.files_for(Path(work_dir), name, 'directory').dump, ignore_errors=True)
     facts = facts or inspect(source, target, names or None)
     smajor, dbs, no_passwords = facts.source_major, facts.databases, facts.no_role_passwords
     if resume is not None:  # nothing left to do is not "every database"
@@ -252,7 +278,7 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     _check_existing(dbs, existing_dbs, opts)
     login = _login(target)
     created = {d.name: _as_created(d, facts.target, opts, login, opts.roles) for d in dbs}
-    wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
+    wd = _work_dir(work_dir, reuse_work_dir, create, [d for d in dbs if f'{d.name}/dump' not in skip], opts.method)
     steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
     notes = {}
     for db in dbs:
@@ -269,8 +295,10 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
             steps += planner.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
         steps += _properties(toolset, target, db.name, facts.properties.get(db.name), files, opts,
                              notes[db.name], created=bool(create_steps))
+    planner.link(steps, opts.jobs)
     return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
-                tools_major_needed=max(smajor, tmajor), notes=notes, properties=facts.properties, resumed=resume)
+                tools_major_needed=max(smajor, tmajor), notes=notes, properties=facts.properties, resumed=resume,
+                skip=skip & {s.id for s in steps}, tables_done=tables_done)
 
 
 def _login(target: Endpoint) -> str:
@@ -299,6 +327,7 @@ def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_
     steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
         steps += planner.dump_steps(toolset, source, db, wd, opts)
+    planner.link(steps, opts.jobs)
     return Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor, tools_major_needed=smajor,
                 properties=props)
 
@@ -369,379 +398,6 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         steps += planner.restore_steps(toolset, target, db.name, dump, files, opts, plain=fmt == 'plain')
         steps += _properties(toolset, target, db.name, props.get(db.name), files, opts, notes[db.name],
                              created=bool(create_steps))
+    planner.link(steps, opts.jobs)
     return Plan('restore', steps, toolset, wd, opts, dbs, target=target, target_major=tmajor,
                 tools_major_needed=needed, notes=notes)
-
-
-# ----- execution ------------------------------------------------------------------------------------
-
-def _manifest(plan: Plan, status: str) -> dict:
-    fmt = 'plain' if plan.opts.method == 'plain' else 'directory'
-    return {'format': MANIFEST_FORMAT, 'tool': 'azext_pgdump', 'status': status, 'mode': plan.mode,
-            'method': plan.opts.method, 'utilitiesMajor': plan.tools.major, 'updatedAt': time.time(),
-            'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
-            'databases': (plan.resumed.done_entries if plan.resumed else []) + [
-                {'database': asdict(d), 'format': fmt,
-                 'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
-                 **({'properties': plan.properties[d.name].as_dict()} if d.name in (plan.properties or {}) else {})}
-                for d in plan.databases]}
-
-
-def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) -> dict:
-    """What the roles-clean step does, in `run` and in `az postgres dumprestore clean-roles`."""
-    existing = {line.strip() for line in existing_roles.read_text(encoding='utf-8-sig').splitlines()} - {''} \
-        if existing_roles else set()
-    cleaned = roles.clean(raw.read_text(encoding='utf-8'), existing, login)
-    # Role definitions can carry password hashes: the file is private from its first byte.
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        f.write(cleaned.sql)
-    return {'created': cleaned.created, 'skippedExisting': cleaned.skipped_existing,
-            'skippedService': cleaned.skipped_service, 'needPassword': cleaned.need_password,
-            'droppedStatements': cleaned.dropped, 'file': str(output)}
-
-
-def _clean_roles(step: Step) -> dict:
-    args = dict(a[2:].split('=', 1) for a in step.argv if a.startswith('--'))
-    return clean_roles_file(Path(args['input']), Path(args['output-file']), Path(args['existing-roles']),
-                            args['target-login'])
-
-
-def _mask(text: str, secrets: list) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, '********')
-    return text
-
-
-def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path]) -> list:
-    """What the restore-clean step does, in `run` and in `az postgres dumprestore clean-dump`: a
-    pg_restore list is split in two passes (schemas first), a plain script streamed through the filter.
-    Returns what was left out."""
-    head = source.read_bytes()[:4096] if str(source) != '-' else b''
-    if head.startswith(b';') or b'\n; Selected TOC Entries' in head:
-        cleaned = dumpclean.clean_list(source.read_text(encoding='utf-8'))
-        for path, text in ((output, cleaned.rest), (schemas, cleaned.schemas)):
-            if path is not None:
-                _write_private(path, text.encode())
-        return cleaned.left_out
-    cleaner = dumpclean.PlainFilter()
-    with (sys.stdin.buffer if str(source) == '-' else source.open('rb')) as src, \
-            _open_output(output) as out:
-        while chunk := src.read(1 << 20):
-            out.write(cleaner.feed(chunk))
-        out.write(cleaner.close())
-    return cleaner.left_out
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(data)
-
-
-def _open_output(path: Optional[Path]):
-    if path is None or str(path) == '-':
-        return os.fdopen(os.dup(sys.stdout.fileno()), 'wb')
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb')
-
-
-def _clean_dump(step: Step) -> list:
-    args = dict(a[2:].split('=', 1) for a in step.argv if a.startswith('--'))
-    optional = {k: Path(args[k]) if k in args else None for k in ('output-file', 'schemas-file')}
-    return clean_dump_file(Path(args['input']), optional['output-file'], optional['schemas-file'])
-
-
-class _Report:
-    def __init__(self, plan: Plan):
-        self.plan = plan
-        self.roles = {'status': 'skipped'} if not plan.opts.roles else {'status': 'pending'}
-        self.dbs = {d.name: {'name': d.name, 'status': 'pending', 'method': plan.opts.method, 'durations': {},
-                             **(plan.notes or {}).get(d.name, {})}
-                    for d in plan.databases}
-        self.last_step = {s.database: s for s in plan.steps if s.database}
-        self.exits = {}   # database -> exit codes of the restore's passes so far
-
-    def failed(self) -> bool:
-        return self.roles['status'] == 'failed' or any(d['status'] == 'failed' for d in self.dbs.values())
-
-    def as_dict(self, started: float) -> dict:
-        resumed = self.plan.resumed
-        carried = [dict(d, resumed='finished by an earlier run; not migrated again') for d in resumed.done] \
-            if resumed else []
-        extra = {'resumed': {
-            'finishedBefore': [d['name'] for d in resumed.done], 'migratedNow': resumed.todo,
-            'note': 'The databases migrated now read the source in a new snapshot, not the one of the earlier run: '
-                    'run `az postgres dumprestore verify` (or run --verify) if the source was written to meanwhile.'}} \
-            if resumed else {}
-        return {'status': 'failed' if self.failed() else 'succeeded', 'mode': self.plan.mode, **extra,
-                'workDir': str(self.plan.workdir), 'method': self.plan.opts.method, 'jobs': self.plan.opts.jobs,
-                'utilities': {'version': self.plan.tools.version, 'bindir': str(self.plan.tools.bindir)},
-                'sourceMajor': self.plan.source_major, 'targetMajor': self.plan.target_major,
-                'roles': self.roles, 'databases': carried + list(self.dbs.values()),
-                'durationSeconds': round(time.monotonic() - started, 2)}
-
-
-class _Snapshots:
-    """With verification: one open source transaction per database. pg_dump reads its snapshot (--snapshot)
-    and verify counts the source in it, so writes during the migration cannot raise false alarms."""
-
-    def __init__(self, plan: Plan, enabled: bool):
-        self.plan, self.open, self.tables = plan, {}, {}
-        self.enabled = enabled and plan.source is not None   # --verify
-        # The stream method reads everything in one snapshot, verified or not.
-        self.exporting = self.enabled or (plan.opts.method == 'stream' and plan.source is not None)
-
-    def snapshot(self, database: str) -> Optional[str]:
-        return self.open.get(database, (None, None))[1]
-
-    def step_for(self, step: Step) -> Step:
-        if not self.exporting or step.name not in ('dump', 'transfer', 'dump-schema'):
-            return step
-        conn = catalog.connect(self.plan.source, step.database)  # ConnectError: the step fails
-        try:
-            conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-            snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
-            self.open[step.database] = (conn, snapshot)
-            argv = step.argv + [f'--snapshot={snapshot}']
-            if step.name == 'dump-schema':
-                argv = self._without_table_data(step.database, conn, argv)
-        except psycopg.Error as err:  # a lock held past --timeout, a lost server: the step fails
-            self.release(step.database)
-            conn.close()
-            raise catalog.ConnectError(f'Could not read {step.database} in one snapshot: {str(err).strip()}') \
-                from err
-        return replace(step, argv=argv)
-
-    def _without_table_data(self, database, conn, argv) -> list:
-        """The stream method copies the tables' data itself: pg_dump leaves out exactly those (not the
-        materialized views, whose REFRESH it must keep), as read in the snapshot."""
-        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
-        tables = stream.read_tables(conn, self.plan.source_major)
-        opts = self.plan.opts
-        self.tables[database] = stream.split(conn, tables, opts.split_bytes, opts.jobs, self.plan.source_major)
-        excludes = [f'--exclude-table-data={stream.pattern(t)}' for t in tables]
-        return [a for a in argv if a != stream.ALL_TABLE_DATA] + excludes
-
-    def verify(self, database: str) -> dict:
-        _, snapshot = self.open.get(database, (None, None))
-        jobs = self.plan.opts.jobs
-        try:
-            source = verification.inventory(self.plan.source, database, jobs=jobs, snapshot=snapshot)
-            target = verification.inventory(self.plan.target, database, jobs=jobs)
-            return verification.compare(database, source, target, live_source=True)
-        except (psycopg.Error, catalog.ConnectError) as err:
-            return {'name': database, 'status': 'failed', 'differences': [f'verification failed: {err}'],
-                    'notes': [], 'tables': []}
-        finally:
-            self.release(database)
-
-    def release(self, database: str) -> None:
-        conn, _ = self.open.pop(database, (None, None))
-        if conn is not None:
-            conn.close()
-
-    def close(self) -> None:
-        for database in list(self.open):
-            self.release(database)
-
-
-def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0, verify: bool = False) -> dict:
-    secret_values = [p for p in (ep.current_password() for ep in (plan.source, plan.target) if ep) if p]
-    runner = Runner({'source': plan.source, 'target': plan.target}, progress, interval)
-    report, started = _Report(plan), time.monotonic()
-    snapshots = _Snapshots(plan, verify)
-    if plan.mode != 'restore':  # a restore reads the manifest; it never rewrites what the dump wrote
-        workdir.write_manifest(plan.workdir, dict(_manifest(plan, 'running'), pid=os.getpid()))
-    step = None
-    try:
-        for step in plan.steps:
-            _execute_step(plan, step, report, runner, snapshots, progress, secret_values)
-            if plan.mode != 'restore' and _milestone(step, report):
-                # Written as it happens: after a kill -9 (no chance to write anything), --resume still knows
-                # which databases were finished and which half-made ones on the target are ours to drop.
-                _save_manifest(plan, dict(_manifest(plan, 'running'), pid=os.getpid(),
-                                          result=report.as_dict(started)), progress)
-    except (KeyboardInterrupt, SystemExit):
-        # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (runner); say where it stopped.
-        if plan.mode != 'restore':
-            _save_manifest(plan, dict(_manifest(plan, 'interrupted'), result=report.as_dict(started),
-                                      interruptedStep=step and {'name': step.name, 'database': step.database}),
-                           progress)
-        raise
-    finally:
-        snapshots.close()
-    out = report.as_dict(started)
-    if verify:
-        checked = [d['verify'] for d in out['databases'] if 'verify' in d]
-        out['verify'] = {'status': 'failed' if any(c['status'] == 'failed' for c in checked) else 'passed',
-                         'databases': checked}
-    if plan.mode == 'restore':
-        try:
-            _write_private(plan.workdir / 'restore-result.json', summary_json(out).encode())
-        except OSError as err:
-            progress(f'Could not write restore-result.json: {err.strerror or err}')
-    else:
-        _save_manifest(plan, dict(_manifest(plan, out['status']), result=out), progress)
-    return out
-
-
-def _milestone(step: Step, report: '_Report') -> bool:
-    """A target database created, the roles restored, or a database finished."""
-    return step.name in ('create', 'roles-restore') or report.last_step.get(step.database) is step
-
-
-def _save_manifest(plan: Plan, manifest: dict, progress) -> None:
-    """A full disk must not turn a failed step into a traceback: the previous manifest stays (it says
-    "running", and a run whose process is gone is resumed as interrupted)."""
-    try:
-        workdir.write_manifest(plan.workdir, manifest)
-    except OSError as err:
-        progress(f'Could not update {workdir.MANIFEST} in {plan.workdir}: {err.strerror or err}. '
-                 '--resume still continues this run.')
-
-
-def _execute_step(plan, step, report, runner, snapshots, progress, secret_values):
-    # pylint: disable=too-many-arguments
-    db = report.dbs.get(step.database) if step.database else None
-    if db is not None and db['status'] == 'failed':
-        return
-    if step.name.startswith('roles-') and report.roles['status'] == 'failed':
-        return  # nothing to clean or restore after a failed roles dump
-    progress(f'{step.description}...')
-    if step.name == 'copy':
-        _copy(plan, step, db, snapshots, progress)
-    elif step.in_process:
-        _in_process(step, report.roles if db is None else db)
-    else:
-        _run_process(plan, step, db, report, runner, snapshots, progress, secret_values)
-    if db is not None and db['status'] != 'failed' and report.last_step.get(step.database) is step:
-        _finish_database(plan, db, step, snapshots, progress)
-
-
-def _in_process(step: Step, record: dict) -> None:
-    try:
-        if step.name == 'roles-clean':
-            record.update(_clean_roles(step))
-        else:
-            record['leftOut'] = record.get('leftOut', []) + [
-                {'object': x, 'reason': dumpclean.LEFT_OUT_REASON} for x in _clean_dump(step)]
-    except (OSError, ValueError) as err:
-        record.update(status='failed', failedStep=step.name, error=str(err))
-
-
-def _copy(plan, step, db, snapshots, progress):
-    """The stream method's data: every table, in the snapshot the schema was dumped in."""
-    started = time.monotonic()
-    try:
-        result = stream.copy_tables(plan.source, plan.target, step.database, snapshots.snapshot(step.database),
-                                    snapshots.tables.pop(step.database), plan.opts.jobs, progress,
-                                    psql=plan.tools.path('psql'))
-    except (psycopg.Error, catalog.ConnectError) as err:
-        result = stream.CopyResult(failed={'table': None, 'error': str(err).strip()})
-    db['durations']['copy'] = round(time.monotonic() - started, 2)
-    db.update(copy=result.as_dict(), dumpBytes=sum(t['bytes'] for t in result.tables))
-    if result.failed:
-        db.update(status='failed', failedStep='copy',
-                  error=f"{result.failed['table'] or 'connecting'}: {result.failed['error']}")
-        snapshots.release(step.database)
-        return
-    if not snapshots.enabled:  # nothing reads the snapshot any more: do not hold the source's horizon back
-        snapshots.release(step.database)
-    # The final pass skips what the workers built already.
-    kept = [line for line in Path(step.input).read_text(encoding='utf-8').splitlines()
-            if not _built(line, result.early_oids)]
-    _write_private(Path(step.output), ''.join(f'{line}\n' for line in kept).encode())
-
-
-def _built(line: str, oids: set) -> bool:
-    entry = dumpclean.parse_list_line(line)
-    return entry is not None and entry.desc in ('INDEX', 'CONSTRAINT') and entry.oid in oids
-
-
-def _finish_database(plan, db, step, snapshots, progress):
-    db['status'] = 'succeeded'
-    if snapshots.enabled and plan.mode != 'dump':
-        progress(f'Verifying {step.database} against the source...')
-        db['verify'] = snapshots.verify(step.database)
-        if db['verify']['status'] == 'failed':
-            db.update(status='failed', failedStep='verify', error='; '.join(db['verify']['differences'][:3]))
-
-
-def _run_process(plan, step, db, report, runner, snapshots, progress, secret_values):
-    # pylint: disable=too-many-arguments
-    try:
-        result = runner.run(snapshots.step_for(step))
-    except (OSError, catalog.ConnectError) as err:  # a full disk, a file that cannot be written, a lost source
-        record = report.roles if db is None else db
-        message = str(err) if isinstance(err, catalog.ConnectError) else \
-            f'{err.strerror or err}: {err.filename or ""}'.rstrip(': ')
-        record.update(status='failed', failedStep=step.name, error=message)
-        progress(f'  FAILED: {record["error"]}')
-        if db is not None:
-            snapshots.release(step.database)
-        return
-    progress(f'  {"done" if result.returncode == 0 else "FAILED"} in {result.seconds:.1f}s'
-             + (f', {human(result.bytes_written)} written' if step.output else ''))
-    error = _mask(result.stderr_tail.strip(), secret_values)
-    if db is None:
-        _record_roles_step(report.roles, step, result, error)
-        return
-    exits = report.exits.setdefault(step.database, [])
-    _record_db_step(db, step, result, error, _mask(result.pipe.stderr_tail.strip(), secret_values)
-                    if result.pipe else '', exits)
-    if db['status'] == 'failed':
-        snapshots.release(step.database)
-
-
-def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str, exits: list) -> None:
-    # pylint: disable=too-many-arguments
-    db['durations'][step.name] = round(result.seconds, 2)
-    if step.name in ('dump', 'transfer', 'dump-schema'):
-        db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
-    if step.name == 'transfer':
-        if result.left_out:
-            db['leftOut'] = db.get('leftOut', []) + [{'object': x, 'reason': dumpclean.LEFT_OUT_REASON}
-                                                     for x in result.left_out]
-        _record_log(db, step.pipe, max(result.pipe.returncode, 0), pipe_error, 'restore')
-        if result.returncode != 0 and db['status'] != 'failed':
-            db.update(status='failed', failedStep='dump', error=error)
-    elif step.name in ('restore-schemas', 'restore-pre'):
-        exits.append(result.returncode)  # judged with the last pass, whose log it shares
-    elif step.name == 'restore':
-        db.setdefault('dumpPath', step.input)
-        db.setdefault('dumpBytes', size_of(step.input))
-        _record_log(db, step, max([result.returncode, *exits]), error, 'restore')
-    elif step.name == 'properties':
-        _record_log(db, step, result.returncode, error, 'properties', key='propertiesErrors')
-    elif result.returncode != 0:
-        db.update(status='failed', failedStep=step.name, error=error)
-    if step.name in ('dump', 'transfer', 'dump-schema') and db['status'] == 'failed' and 'failedLog' not in db:
-        db['failedLog'] = step.stderr
-
-
-def _record_roles_step(roles_report: dict, step: Step, result, error: str) -> None:
-    if step.name == 'roles-restore':
-        log = errorlog.read(Path(step.stderr))
-        roles_report.update(errors=log.as_dict(), errorsLog=step.stderr)
-        failed = log.failed(result.returncode)
-        roles_report['status'] = 'failed' if failed else 'succeeded'
-        if failed:
-            roles_report['error'] = log.first_problem() or error
-    elif result.returncode != 0:
-        roles_report.update(status='failed', failedStep=step.name, error=error)
-    elif step.name == 'roles-dump' and roles_report['status'] == 'pending':
-        roles_report.update(status='dumped', rawFile=step.output)
-
-
-def _record_log(db: dict, step: Step, exit_code: int, error: str, name: str, key: str = 'errors') -> None:
-    """Judge a restore's errors log (see errorlog): real errors, or a non-zero exit nothing harmless
-    explains, fail the database."""
-    log = errorlog.read(Path(step.stderr))
-    db.update({key: log.as_dict(), f'{key}Log': step.stderr})
-    if log.failed(exit_code):
-        db.update(status='failed', failedStep=name, error=log.first_problem() or error, failedLog=step.stderr)
-
-
-def summary_json(result: dict) -> str:
-    return json.dumps(result, indent=2)

@@ -1,8 +1,9 @@
-"""The plan is data: ordered steps, each an argv for a PostgreSQL utility (or one in-process step).
+"""The plan is data: a graph of steps, each an argv for a PostgreSQL utility (or one in-process step),
+with the steps it comes after and the connections it takes on each server.
 
-`run` executes a plan, `--dry-run` prints it, and `show-commands` renders the same plan as shell
-text: one source of truth for what is run. Steps carry no secret: each names the side (source or
-target) whose password the runner puts in the child's environment."""
+`run` executes a plan (pg/executor.py), `--dry-run` prints it, and `show-commands` renders the same
+plan as shell text in an order the graph allows: one source of truth for what is run. Steps carry no
+secret: each names the side (source or target) whose password the runner puts in the child's environment."""
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -35,6 +36,9 @@ class Step:
     env: dict = field(default_factory=dict)   # non-secret environment for the child
     stderr_append: bool = False    # add to the errors log an earlier step of the same restore began
     filter: list = field(default_factory=list)  # piped: the clean-up between tee and the consumer (see dumpclean)
+    id: str = ''                   # unique in the plan: '<database>/<name>', or the name of a roles step
+    after: list = field(default_factory=list)   # ids of the steps that must have ended before this one starts
+    uses: dict = field(default_factory=dict)    # side -> connections it holds there while it runs
 
     @property
     def in_process(self) -> bool:
@@ -48,7 +52,7 @@ class Step:
         return bool(self.argv) and not self.in_process
 
     def as_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if v not in (None, {}, []) and k != 'pipe'}
+        out = {k: v for k, v in asdict(self).items() if v not in (None, {}, [], '') and k != 'pipe'}
         if self.pipe:
             out['pipe'] = self.pipe.as_dict()
         return out
@@ -291,3 +295,34 @@ def stream_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Databas
              database=db.name, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump)),
         analyze_step(tools, target, db.name, opts)]
     return before, after
+
+
+def link(steps: list, jobs: int) -> list:
+    """Make the list a graph: each step comes after the one before it of the same database (or of the
+    roles); a database's first step on the target comes after the roles are restored (its owner and grants
+    name them); databases do not wait for each other, only for connections (see connections())."""
+    last, roles_end, on_target = {}, None, set()
+    for step in steps:
+        step.id = f'{step.database}/{step.name}' if step.database else step.name
+        previous = last.get(step.database)
+        step.after = [previous.id] if previous else []
+        if step.database is None:
+            roles_end = step
+        elif step.side == 'target' and step.database not in on_target:
+            on_target.add(step.database)
+            step.after += [roles_end.id] if roles_end is not None else []
+        step.uses = connections(step, jobs)
+        last[step.database] = step
+    return steps
+
+
+def connections(step: Step, jobs: int) -> dict:
+    """How many connections a step holds on each server: what the executor's per-server budget counts."""
+    if step.name == 'copy':
+        return {'source': jobs, 'target': jobs}
+    if step.pipe is not None:
+        return {step.side: 1, step.pipe.side: 1}
+    if step.in_process:
+        return {}
+    parallel = [int(a.split('=', 1)[1]) for a in step.argv if a.startswith('--jobs=')]
+    return {step.side: parallel[0] if parallel else 1}

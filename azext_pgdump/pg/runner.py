@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from azext_pgdump.pg import children
 from azext_pgdump.pg.dumpclean import PlainFilter
-from azext_pgdump.pg.interrupts import die_with_parent
 from azext_pgdump.pg.plan import Step
 
 
@@ -63,13 +63,9 @@ class Runner:
         stdout = _open_private(step.stdout) if step.stdout else subprocess.DEVNULL
         stderr = _open_private(step.stderr, step.stderr_append) if step.stderr else subprocess.PIPE
         try:
-            with subprocess.Popen(step.argv, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                  umask=PRIVATE, preexec_fn=die_with_parent) as proc:
-                try:
-                    captured = self._wait(proc, step, started)
-                except BaseException:
-                    _stop(proc)  # Ctrl-C, SIGTERM or a bug: never leave a pg_dump running behind us
-                    raise
+            with children.started(step.argv, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                  umask=PRIVATE) as proc:
+                captured = self._wait(proc, step, started)
         finally:
             for f in (stdout, stderr):
                 if hasattr(f, 'close'):
@@ -82,23 +78,14 @@ class Runner:
         consumer_step, started = step.pipe, time.monotonic()
         with _open_private(step.stdout) as tee, _open_private(step.stderr) as p_err, \
                 _open_private(consumer_step.stderr) as c_err:
-            producer = subprocess.Popen(step.argv, env=self._env(step), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=p_err, umask=PRIVATE,
-                                        preexec_fn=die_with_parent)
-            consumer = None
-            try:
-                consumer = subprocess.Popen(consumer_step.argv, env=self._env(consumer_step), stdin=subprocess.PIPE,
-                                            stdout=subprocess.DEVNULL, stderr=c_err, umask=PRIVATE,
-                                            preexec_fn=die_with_parent)
+            with children.started(step.argv, env=self._env(step), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=p_err, umask=PRIVATE) as producer, \
+                    children.started(consumer_step.argv, env=self._env(consumer_step), stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=c_err, umask=PRIVATE) as consumer:
                 cleaner = PlainFilter() if step.filter else None
                 self._copy(producer.stdout, tee, consumer.stdin, step, started, cleaner)
                 producer.wait()
                 consumer.wait()
-            except BaseException:
-                for proc in (producer, consumer):
-                    if proc is not None:
-                        _stop(proc)
-                raise
         seconds = time.monotonic() - started
         return StepResult(producer.returncode, seconds, size_of(step.stdout), _tail(Path(step.stderr)),
                           pipe=StepResult(consumer.returncode, seconds, 0, _tail(Path(consumer_step.stderr))),
@@ -152,15 +139,6 @@ def _send(sink, data: bytes):
 def _open_private(path, append: bool = False):
     return open(path, 'ab' if append else 'wb',  # pylint: disable=consider-using-with
                 opener=lambda p, flags: os.open(p, flags, 0o600))
-
-
-def _stop(proc) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _tail(path: Path, limit: int = 2000) -> str:

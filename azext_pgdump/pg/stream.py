@@ -17,9 +17,9 @@ from typing import Callable, Optional
 import psycopg
 from psycopg import sql
 
-from azext_pgdump.pg import catalog
+from azext_pgdump.pg import catalog, children
 from azext_pgdump.pg.endpoint import Endpoint
-from azext_pgdump.pg.interrupts import die_with_parent
+from azext_pgdump.pg.progress import status_text
 
 # Tables at least this large go psql -> psql (two logins, no Python per row); smaller ones through the
 # worker's own connections. Measured: a Python relay moves about 1 M rows/s; a login costs ~30 ms.
@@ -50,7 +50,8 @@ WHERE attrelid = ANY(%s) AND attnum > 0 AND NOT attisdropped {generated} ORDER B
 # (pg_dump adds statements to those entries), invalid ones (pg_dump skips them).
 _EARLY = """
 SELECT i.indrelid, i.indexrelid, con.oid, con.conname, pg_get_indexdef(i.indexrelid),
-       CASE WHEN con.oid IS NOT NULL THEN pg_get_constraintdef(con.oid) END
+       CASE WHEN con.oid IS NOT NULL THEN pg_get_constraintdef(con.oid) END,
+       (SELECT relname FROM pg_class WHERE oid = i.indexrelid)
 FROM pg_index i LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
 WHERE i.indrelid = ANY(%s) AND i.indisvalid AND NOT i.indisclustered AND NOT i.indisreplident
   AND (con.oid IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid))
@@ -86,6 +87,7 @@ class Table:
     columns: list = field(default_factory=list)
     early: list = field(default_factory=list)        # SQL to run on the target after the data
     early_oids: list = field(default_factory=list)   # catalog oids of those objects (their dump entries)
+    undo: list = field(default_factory=list)         # SQL that drops them again (a resumed copy starts over)
 
     @property
     def qualified(self) -> str:
@@ -103,17 +105,32 @@ def read_tables(conn, major: int) -> list:
     for oid, column in conn.execute(_COLUMNS.format(generated=generated), (oids,)).fetchall():
         tables[oid].columns.append(column)
     plain = [o for o in oids if o not in partitions]
-    for table_oid, index_oid, con_oid, conname, indexdef, condef in conn.execute(_EARLY, (plain,)).fetchall():
+    for table_oid, index_oid, con_oid, conname, indexdef, condef, index in conn.execute(_EARLY, (plain,)).fetchall():
         table = tables[table_oid]
+        alter = sql.SQL('ALTER TABLE ONLY {}.{} ').format(sql.Identifier(table.schema), sql.Identifier(table.name))
         if con_oid is not None:
-            table.early.append(sql.SQL('ALTER TABLE ONLY {}.{} ADD CONSTRAINT {} ').format(
-                sql.Identifier(table.schema), sql.Identifier(table.name), sql.Identifier(conname)).as_string(None)
-                + condef)
+            table.early.append(alter.as_string(None) + sql.SQL('ADD CONSTRAINT {} ').format(
+                sql.Identifier(conname)).as_string(None) + condef)
             table.early_oids.append(con_oid)
+            table.undo.append((alter + sql.SQL('DROP CONSTRAINT IF EXISTS {}').format(
+                sql.Identifier(conname))).as_string(None))
         else:
             table.early.append(indexdef)
             table.early_oids.append(index_oid)
+            table.undo.append(sql.SQL('DROP INDEX IF EXISTS {}.{}').format(
+                sql.Identifier(table.schema), sql.Identifier(index)).as_string(None))
     return list(tables.values())
+
+
+def reset(target: Endpoint, database: str, tables) -> None:
+    """Before a resumed copy: the tables it copies again are emptied, and what the interrupted run built
+    on them dropped (a kill between a table's data and its last index leaves some built)."""
+    with catalog.connect(target, database) as conn:
+        for table in tables:
+            for statement in table.undo:
+                conn.execute(statement)
+            conn.execute(sql.SQL('TRUNCATE ONLY {}.{}').format(sql.Identifier(table.schema),
+                                                               sql.Identifier(table.name)))
 
 
 _INT_KEY = """
@@ -238,11 +255,11 @@ class _Worker:
         env = dict(os.environ, PGOPTIONS=f'-c lock_timeout={self.source.lock_wait()}', **self.source.secret_env())
         # The reader's stderr goes to a file: a pipe nobody reads until the end could fill and stall it.
         with tempfile.TemporaryFile() as reader_err, \
-                subprocess.Popen(reader, stdout=subprocess.PIPE, stderr=reader_err, stdin=subprocess.DEVNULL,
-                                 env=env, preexec_fn=die_with_parent) as out:
-            with subprocess.Popen(writer, stdin=out.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                children.started(reader, stdout=subprocess.PIPE, stderr=reader_err, stdin=subprocess.DEVNULL,
+                                 env=env) as out:
+            with children.started(writer, stdin=out.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   env=dict(os.environ, PGOPTIONS='-c synchronous_commit=off',
-                                           **self.target.secret_env()), preexec_fn=die_with_parent) as into:
+                                           **self.target.secret_env())) as into:
                 out.stdout.close()  # the writer holds the pipe now; the reader gets SIGPIPE if it dies
                 written, into_err = into.communicate()
             out.wait()
@@ -279,10 +296,46 @@ class Estimate:
         return share if left is None or self.done >= self.total else f'{share}, about {left:.0f}s left'
 
 
+# What the target's COPYs have taken in so far (PostgreSQL 14+), for the status line between tables.
+_IN_FLIGHT = """SELECT coalesce(sum(bytes_processed), 0) FROM pg_stat_progress_copy
+WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+
+
+def _watch(progress, target: Endpoint, database: str, eta: Estimate, counts: Callable[[], tuple],
+           stop: threading.Event) -> Optional[threading.Thread]:
+    """On a terminal only (nobody reads a status line in a pipeline's log): every second, the share copied
+    (finished tables, plus what the running COPYs have taken in), tables done / copying / waiting, time left."""
+    if not getattr(progress, 'live', False):
+        return None
+
+    def loop():
+        conn = None
+        try:
+            conn = catalog.connect(target, database)
+        except (psycopg.Error, catalog.ConnectError):
+            pass  # the status line does without the bytes in flight
+        while not stop.wait(1.0):
+            flight = 0
+            if conn is not None:
+                try:
+                    flight = conn.execute(_IN_FLIGHT).fetchone()[0]
+                except psycopg.Error:  # before 14 there is no pg_stat_progress_copy
+                    conn.close()
+                    conn = None
+            progress.status(status_text(database, *counts(), eta.left_seconds()), eta.done + int(flight), eta.total)
+        if conn is not None:
+            conn.close()
+        progress.end()
+    thread = threading.Thread(target=loop, daemon=True, name=f'{database}/status')
+    thread.start()
+    return thread
+
+
 def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str, parts: list, jobs: int,
-                progress: Callable[[str], None], psql: Optional[str] = None) -> CopyResult:
+                progress: Callable[[str], None], psql: Optional[str] = None,
+                on_table: Callable[[dict], None] = lambda entry: None) -> CopyResult:
     """Copy `parts` (largest first) with `jobs` workers; a table's indexes are built by the worker that
-    copies its last part. All stop at the first failure."""
+    copies its last part, then `on_table` hears of it. All stop at the first failure, or when the run stops."""
     todo: queue.Queue = queue.Queue()
     for part in parts:
         todo.put(part)
@@ -291,6 +344,7 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
     merged: dict = {}
     total = len(pending)
     eta = Estimate(sum(p.bytes for p in parts))
+    copying = [0]
 
     def fail(table, err):
         with lock:
@@ -317,11 +371,13 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
         with lock:
             result.connections += 2
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not children.stopping():
                 try:
                     part = todo.get_nowait()
                 except queue.Empty:
                     return
+                with lock:
+                    copying[0] += 1
                 try:
                     last = finished(part, worker.copy(part))
                     if last:
@@ -330,6 +386,9 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
                 except (psycopg.Error, CopyError, OSError) as err:
                     fail(part.table.qualified, err)
                     return
+                finally:
+                    with lock:
+                        copying[0] -= 1
                 if last:
                     with lock:
                         entry = merged[part.table.oid]
@@ -339,12 +398,18 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
                         result.early_oids.update(part.table.early_oids)
                         progress(f'  copied {entry["name"]}: {entry["rows"]} rows, {entry["bytes"]} bytes in '
                                  f'{entry["seconds"]:.1f}s ({len(result.tables)}/{total} tables, {eta})')
+                    on_table(entry)
         finally:
             worker.close()
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(jobs, len(parts))))]
     for thread in threads:
         thread.start()
+    watched = threading.Event()
+    watcher = _watch(progress, target, database, eta, lambda: (len(result.tables), copying[0], todo.qsize()), watched)
     for thread in threads:
         thread.join()
+    if watcher is not None:
+        watched.set()
+        watcher.join(timeout=5)
     return result

@@ -1,0 +1,88 @@
+"""The one executor (pg/executor.py) and the graph the planner makes (plan.link): order, per-server budgets,
+and that a failure stops every child. Real child processes; no server needed."""
+import subprocess
+import threading
+import time
+
+import pytest
+
+from azext_pgdump.pg import children
+from azext_pgdump.pg.executor import Executor
+from azext_pgdump.pg.plan import Step, link
+
+
+def step(database, name, side='source', argv=('pg_dump',), **kw):
+    return Step(name, f'{name} {database}', side, list(argv), database=database, **kw)
+
+
+class Clock:
+    """Records when each step ran; each takes `seconds`."""
+
+    def __init__(self, seconds=0.2):
+        self.seconds, self.spans, self.lock, self.running, self.most = seconds, {}, threading.Lock(), 0, 0
+
+    def __call__(self, s):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        start = time.monotonic()
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+            self.spans[s.id] = (start, time.monotonic())
+
+
+def test_link_chains_each_database_and_puts_target_work_after_the_roles():
+    steps = link([step(None, 'roles-dump'), step(None, 'roles-restore', 'target', ('psql',)),
+                  step('a', 'dump', argv=('pg_dump', '--jobs=4')), step('a', 'create', 'target', ('createdb',)),
+                  step('a', 'restore', 'target', ('pg_restore', '--jobs=4')), step('b', 'dump'),
+                  step('b', 'create', 'target', ('createdb',))], jobs=2)
+    by_id = {s.id: s for s in steps}
+    assert by_id['a/dump'].after == [] and by_id['b/dump'].after == []  # databases do not wait for each other
+    assert by_id['a/create'].after == ['a/dump', 'roles-restore'] and by_id['a/restore'].after == ['a/create']
+    assert by_id['b/create'].after == ['b/dump', 'roles-restore']
+    assert by_id['a/dump'].uses == {'source': 4} and by_id['a/create'].uses == {'target': 1}
+
+
+def test_steps_wait_for_what_they_come_after_and_for_connections():
+    steps = link([step('a', 'dump', argv=('pg_dump', '--jobs=2')), step('a', 'restore', 'target', ('pg_restore',)),
+                  step('b', 'dump', argv=('pg_dump', '--jobs=2')), step('b', 'restore', 'target', ('pg_restore',))],
+                 jobs=2)
+    clock = Clock()
+    Executor(steps, {'source': 2, 'target': 2}, clock).run()
+    span = clock.spans
+    assert span['a/restore'][0] >= span['a/dump'][1] and span['b/restore'][0] >= span['b/dump'][1]
+    # Each dump takes the whole source budget: they never overlap; a's restore overlaps b's dump.
+    assert span['b/dump'][0] >= span['a/dump'][1]
+    assert span['a/restore'][0] < span['b/dump'][1] and clock.most == 2
+
+
+def test_small_steps_of_different_databases_run_at_once_and_done_steps_are_not_run_again():
+    steps = link([step(d, 'dump') for d in 'abcd'], jobs=3)
+    clock = Clock()
+    Executor(steps, {'source': 3, 'target': 3}, clock, done={'d/dump'}).run()
+    assert clock.most == 3 and set(clock.spans) == {'a/dump', 'b/dump', 'c/dump'}
+
+
+def test_a_failing_step_stops_every_child_and_is_raised():
+    started = threading.Event()
+    procs = []
+
+    def run(s):
+        if s.id == 'a/dump':
+            with children.started(['sleep', '60'], stdout=subprocess.DEVNULL) as proc:
+                procs.append(proc)
+                started.set()
+                proc.wait()
+        else:
+            started.wait(10)
+            raise RuntimeError('a bug')
+    children.reset()
+    begun = time.monotonic()
+    with pytest.raises(RuntimeError, match='a bug'):
+        Executor(link([step('a', 'dump'), step('b', 'dump')], jobs=2), {'source': 2}, run).run()
+    assert procs[0].poll() is not None and time.monotonic() - begun < 15
+    with pytest.raises(children.Stopped):  # nothing new starts while the run stops
+        with children.started(['true']):
+            pass
+    children.reset()
