@@ -86,3 +86,22 @@ def test_a_failing_step_stops_every_child_and_is_raised():
         with children.started(['true']):
             pass
     children.reset()
+
+
+def resume(method, tasks, todo=('db',)):
+    from azext_pgdump.pg.migration import Resume
+    return Resume([], [], list(todo), frozenset(todo), True, method, tasks)
+
+
+def test_resume_keeps_a_finished_dump_and_a_stream_copy_whose_tables_exist():
+    from azext_pgdump.pg.migration import resumed_steps
+    assert resumed_steps(resume('directory', {'db/dump': {'status': 'done'}}), 'directory') == \
+        (frozenset({'db/dump'}), {})
+    assert resumed_steps(resume('directory', {'db/dump': {'status': 'running'}}), 'directory') == (frozenset(), {})
+    stream = {'db/restore-pre': {'status': 'done'}, 'db/copy': {'status': 'running', 'tablesDone': ['public.a']}}
+    skip, tables = resumed_steps(resume('stream', stream), 'stream')
+    assert skip == {'db/drop', 'db/create', 'db/restore-schemas', 'db/restore-pre'} and tables == {'db': {'public.a'}}
+    # The last restore pass had begun: half of post-data is not built on; the database is made again.
+    assert resumed_steps(resume('stream', dict(stream, **{'db/restore': {'status': 'running'}})), 'stream') == \
+        (frozenset(), {})
+    assert resumed_steps(resume('stream', stream), 'directory') == (frozenset(), {})  # another method: start over

@@ -255,7 +255,7 @@ class _Run:
         parts = snapshots.tables.pop(step.database)
         earlier = plan.tables_done.get(step.database)
         done_before = [p for p in parts if earlier and p.table.qualified in earlier]
-        parts = [p for p in parts if p not in done_before]
+        parts = [p for p in parts if not (earlier and p.table.qualified in earlier)]
         with self.lock:
             self.report.tasks[step.id]['tablesDone'] = sorted(earlier or [])
         try:

@@ -76,7 +76,9 @@ class Runner:
     def _run_pipe(self, step: Step) -> StepResult:
         """producer | tee file | consumer, copied here so that the file and the consumer get every byte."""
         consumer_step, started = step.pipe, time.monotonic()
-        with _open_private(step.stdout) as tee, _open_private(step.stderr) as p_err, \
+        # The file is written unbuffered: a full disk then fails a write here (which names the file), not a
+        # flush at close.
+        with _open_private(step.stdout, raw=True) as tee, _open_private(step.stderr) as p_err, \
                 _open_private(consumer_step.stderr) as c_err:
             with children.started(step.argv, env=self._env(step), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=p_err, umask=PRIVATE) as producer, \
@@ -96,7 +98,7 @@ class Runner:
         written, last_report = 0, time.monotonic()
         while chunk := source.read1(1 << 20):
             try:
-                tee.write(chunk)
+                _write_all(tee, chunk)
             except OSError as err:  # a full disk: say which file, and free what a partial dump holds
                 tee.truncate(0)
                 raise OSError(err.errno, err.strerror, step.stdout) from err
@@ -136,9 +138,16 @@ def _send(sink, data: bytes):
     return sink
 
 
-def _open_private(path, append: bool = False):
-    return open(path, 'ab' if append else 'wb',  # pylint: disable=consider-using-with
+def _open_private(path, append: bool = False, raw: bool = False):
+    return open(path, 'ab' if append else 'wb', buffering=0 if raw else -1,  # pylint: disable=consider-using-with
                 opener=lambda p, flags: os.open(p, flags, 0o600))
+
+
+def _write_all(raw_file, data: bytes) -> None:
+    """An unbuffered write may take part of the data (a disk filling up): the rest, or the error, follows."""
+    view = memoryview(data)
+    while view:
+        view = view[raw_file.write(view):]
 
 
 def _tail(path: Path, limit: int = 2000) -> str:
