@@ -80,6 +80,9 @@ def load_arguments(self, _):
                    help='Where to write the result (- or nothing: standard output); for a list, the second pass.')
         c.argument('schemas_file', options_list=['--schemas-file'],
                    help='For a list: where to write the first pass (the schemas and their grants).')
+        c.argument('no_statistics', options_list=['--no-statistics'], arg_type=get_three_state_flag(),
+                   help='For a plain script: leave out the planner statistics pg_dump 18 --statistics wrote '
+                        '(a target before 18 cannot restore them; pg_restore --no-statistics does this for archives).')
 
     for verb in ('run', 'dump', 'restore', 'show-commands', 'verify', 'check'):
         with self.argument_context(f'postgres dumprestore {verb}') as c:

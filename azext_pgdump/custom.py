@@ -13,7 +13,7 @@ from knack.log import get_logger
 from azext_pgdump import checks as checks_wiring
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import (catalog, execution, inprocess, locales, migration, preflight, progress, render,
+from azext_pgdump.pg import (catalog, dumpclean, execution, inprocess, locales, migration, preflight, progress, render,
                              workdir)
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.plan import Options
@@ -262,15 +262,16 @@ def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None)
         raise FileOperationError(str(err), recommendation='Check --input, --output and --existing-roles.') from err
 
 
-def clean_dump(cmd, input_file='-', output_file='-', schemas_file=None):  # pylint: disable=unused-argument
+def clean_dump(cmd, input_file='-', output_file='-', schemas_file=None,  # pylint: disable=unused-argument
+               no_statistics=False):
     """The dump clean-up of `run` as a command of its own, for the scripts show-commands prints."""
     try:
         left_out = inprocess.clean_dump_file(Path(input_file or '-'), Path(output_file or '-'),
-                                             Path(schemas_file) if schemas_file else None)
+                                             Path(schemas_file) if schemas_file else None, not no_statistics)
     except OSError as err:
         raise FileOperationError(str(err), recommendation='Check --input, --output-file and --schemas-file.') from err
     for item in left_out:
-        logger.warning('left out: %s (Azure service object)', item)
+        logger.warning('left out: %s (%s)', item, dumpclean.reason(item))
     return None
 
 

@@ -167,3 +167,42 @@ def test_check_refuses_a_non_utf8_database_under_a_mapped_utf8_locale():
     bad = collations([Database("b", "WIN1252", win, win)], available, {})
     assert bad.status == "fail" and "b (WIN1252)" in bad.message and "'OLD=C'" in bad.fix
     assert collations([Database("b", "WIN1252", win, win)], available, {win: "C"}).status == "warn"
+
+
+STATS_PLAIN = b"""--
+-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: app
+--
+
+COPY public.t (id) FROM stdin;
+1
+\\.
+
+
+--
+-- Statistics for Name: t; Type: STATISTICS DATA; Schema: public; Owner: -
+--
+
+SELECT * FROM pg_catalog.pg_restore_relation_stats(
+\t'version', '180006'::integer,
+\t'relname', 't'
+);
+
+
+--
+-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: app
+--
+
+ALTER TABLE ONLY public.t
+    ADD CONSTRAINT t_pkey PRIMARY KEY (id);
+"""
+
+
+def test_plain_filter_leaves_out_pg_dump_18_statistics_only_when_told():
+    kept = dumpclean.PlainFilter()
+    assert kept.feed(STATS_PLAIN) + kept.close() == STATS_PLAIN and kept.left_out == []
+    dropped = dumpclean.PlainFilter(statistics=False)
+    text = (dropped.feed(STATS_PLAIN) + dropped.close()).decode()
+    assert "pg_restore_relation_stats" not in text and "Statistics for" not in text
+    assert "COPY public.t" in text and "ADD CONSTRAINT t_pkey" in text
+    assert dropped.left_out == ["STATISTICS DATA t (owner -)"]
+    assert "older than PostgreSQL 18" in dumpclean.reason(dropped.left_out[0])

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from azext_pgdump.pg.roles import is_service_role
 
 LEFT_OUT_REASON = 'Azure service object'
+# A plain script from pg_dump 18 --statistics restores them with functions a server before 18 does not have.
+STATISTICS = 'STATISTICS DATA'
+STATISTICS_REASON = 'planner statistics: the target is older than PostgreSQL 18 (ANALYZE makes them there)'
 
 # pg_restore --list:  "7; 2615 2200 SCHEMA - public azure_superuser"
 _LIST_LINE = re.compile(r'^(\d+); (\d+) (\d+) (.*)$')
@@ -28,12 +31,17 @@ _MULTIWORD_DESCS = ('MATERIALIZED VIEW DATA', 'SEQUENCE OWNED BY', 'DEFAULT ACL'
                     'PUBLICATION TABLE', 'PUBLICATION TABLES IN SCHEMA', 'STATISTICS DATA', 'SHELL TYPE',
                     'PROCEDURAL LANGUAGE', 'DATABASE PROPERTIES', 'POLICY', 'ROW SECURITY')
 # Plain scripts: "-- Name: public; Type: SCHEMA; Schema: -; Owner: azure_superuser"
-_HEADER = re.compile(rb'^-- (?:Data for )?Name: (.*); Type: (.*); Schema: (.*); Owner: (.*)$')
+_HEADER = re.compile(rb'^-- (?:Data for |Statistics for )?Name: (.*); Type: (.*); Schema: (.*); Owner: (.*)$')
 _OWNER_STATEMENT = re.compile(rb'^ALTER [A-Z ]+ .* OWNER TO .*;$')
 _COPY_START = re.compile(rb'^COPY .* FROM stdin;$')
 # What pg_dump writes between entries: the next header, a psql meta-command, or a session setting
 # (`SET default_tablespace = '';` before a table) that prepares the next entry.
 _ENTRY_BOUNDARIES = (b'\\', b'SET ', b'SELECT pg_catalog.set_config(')
+
+
+def reason(item: str) -> str:
+    """Why an entry (as left_out lists it) was left out."""
+    return STATISTICS_REASON if item.startswith(STATISTICS + ' ') else LEFT_OUT_REASON
 
 
 def left_out(desc: str, tag: str, owner: str) -> bool:
@@ -98,7 +106,8 @@ class PlainFilter:
     when it is the last statement of its entry (the next line that is not blank opens the next entry's
     header), so a function body that happens to hold such a line is never touched."""
 
-    def __init__(self):
+    def __init__(self, statistics: bool = True):
+        self.statistics = statistics      # False: leave out pg_dump 18's statistics entries
         self.left_out: list = []
         self._carry = b''
         self._at_line_start = True
@@ -189,7 +198,7 @@ class PlainFilter:
         header = _HEADER.match(text)
         if header:
             name, desc, _schema, owner = (g.decode('utf-8', 'replace') for g in header.groups())
-            self._skipping = left_out(desc, name, owner)
+            self._skipping = left_out(desc, name, owner) or (desc == STATISTICS and not self.statistics)
             if self._skipping:
                 self.left_out.append(f'{desc} {name} (owner {owner})')
                 self._pending_header = []

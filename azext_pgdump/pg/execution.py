@@ -351,7 +351,7 @@ def _record_db_step(db: dict, step: Step, result, error: str, pipe_error: str, e
         db.update(dumpBytes=result.bytes_written, dumpPath=step.output)
     if step.name == 'transfer':
         if result.left_out:
-            db['leftOut'] = db.get('leftOut', []) + [{'object': x, 'reason': dumpclean.LEFT_OUT_REASON}
+            db['leftOut'] = db.get('leftOut', []) + [{'object': x, 'reason': dumpclean.reason(x)}
                                                      for x in result.left_out]
         _record_log(db, step.pipe, max(result.pipe.returncode, 0), pipe_error, 'restore')
         if result.returncode != 0 and db['status'] != 'failed':

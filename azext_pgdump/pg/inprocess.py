@@ -14,7 +14,7 @@ def run_step(step: Step) -> dict:
     """What the in-process step did, for the report: the roles' clean-up, or what a dump's left out."""
     if step.name == 'roles-clean':
         return _clean_roles(step)
-    return {'leftOut': [{'object': x, 'reason': dumpclean.LEFT_OUT_REASON} for x in _clean_dump(step)]}
+    return {'leftOut': [{'object': x, 'reason': dumpclean.reason(x)} for x in _clean_dump(step)]}
 
 
 def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) -> dict:
@@ -37,7 +37,7 @@ def _clean_roles(step: Step) -> dict:
                             args['target-login'])
 
 
-def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path]) -> list:
+def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path], statistics: bool = True) -> list:
     """What the restore-clean step does, in `run` and in `az postgres dumprestore clean-dump`: a
     pg_restore list is split in two passes (schemas first), a plain script streamed through the filter.
     Returns what was left out."""
@@ -48,7 +48,7 @@ def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path
             if path is not None:
                 write_private(path, text.encode())
         return cleaned.left_out
-    cleaner = dumpclean.PlainFilter()
+    cleaner = dumpclean.PlainFilter(statistics)
     with (sys.stdin.buffer if str(source) == '-' else source.open('rb')) as src, \
             _open_output(output) as out:
         while chunk := src.read(1 << 20):
@@ -70,6 +70,7 @@ def _open_output(path: Optional[Path]):
 
 
 def _clean_dump(step: Step) -> list:
-    args = dict(a[2:].split('=', 1) for a in step.argv if a.startswith('--'))
+    args = dict((a[2:].split('=', 1) + [''])[:2] for a in step.argv if a.startswith('--'))
     optional = {k: Path(args[k]) if k in args else None for k in ('output-file', 'schemas-file')}
-    return clean_dump_file(Path(args['input']), optional['output-file'], optional['schemas-file'])
+    return clean_dump_file(Path(args['input']), optional['output-file'], optional['schemas-file'],
+                           statistics='no-statistics' not in args)

@@ -90,10 +90,12 @@ def files_for(workdir: Path, database: str, method: str) -> DatabaseFiles:
                          errors_log=workdir / f'{stem}.errors.log', stem=workdir / stem)
 
 
-def clean_dump_argv(source: Path, output: Optional[Path] = None, schemas: Optional[Path] = None) -> list:
+def clean_dump_argv(source: Path, output: Optional[Path] = None, schemas: Optional[Path] = None,
+                    statistics: bool = True) -> list:
     """The in-process clean-up of a dump (pg/dumpclean.py), as the az command that does the same."""
     argv = ['az', 'postgres', 'dumprestore', 'clean-dump', f'--input={source}']
     argv += [f'--output-file={output}'] if output else []
+    argv += [] if statistics else ['--no-statistics']
     return argv + ([f'--schemas-file={schemas}'] if schemas else [])
 
 
@@ -186,7 +188,8 @@ def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, f
     if plain:
         cleaned = files.beside('.restore.sql')
         steps = [Step('restore-clean', f'Leave Azure service objects out of {database} and set owners last',
-                      'target', clean_dump_argv(dump, cleaned), database=database, input=str(dump),
+                      'target', clean_dump_argv(dump, cleaned, statistics=not opts.no_statistics),
+                      database=database, input=str(dump),
                       output=str(cleaned)),
                  Step('restore', f'Restore {database}', 'target', psql_restore(tools, f'--file={cleaned}', dbarg),
                       database=database, stderr=log, env=dict(RESTORE_ENV), input=str(dump))]
