@@ -229,7 +229,9 @@ def main():
             quotas["client"].add(os.getpid())  # every command below is our child: it runs in the client's budget
         expected = table_counts(src, DB)
         size = src.execute("SELECT pg_database_size(%s)", (DB,))[0][0]
-        figures = {name: {"seconds": [], "memory": [], "connections": []} for name, _ in contenders}
+        figures = {name: {"seconds": [], "memory": [], "connections": [], "cpu": []} for name, _ in contenders}
+        if args.profile != "three":
+            quotas = {}
         for round_no in range(args.repeat):
             order = contenders if round_no % 2 == 0 else contenders[::-1]  # alternating order
             for name, contender in order:
@@ -237,11 +239,14 @@ def main():
                 ctx.work = work_root / f"{round_no}-{contender.__name__}"
                 ctx.work.mkdir()
                 before = connections(src, tgt)
+                cpu_before = {side: q.seconds() for side, q in quotas.items()}
                 with Sampler() as sampler:
                     started = time.monotonic()
                     contender(ctx)
                     figures[name]["seconds"].append(time.monotonic() - started)
                 figures[name]["memory"].append(sampler.peak)
+                figures[name]["cpu"].append({side: tuple(a - b for a, b in zip(q.seconds(), cpu_before[side]))
+                                             for side, q in quotas.items()})
                 figures[name]["connections"].append(connections(src, tgt) - before)
                 assert table_counts(tgt, DB) == expected, f"{name} did not copy everything"
                 shutil.rmtree(ctx.work, ignore_errors=True)
@@ -256,7 +261,21 @@ def main():
         med = statistics.median(f["seconds"])
         print(f"{name:40} {med:9.1f} {med / base:19.2f}x {statistics.median(f['connections']):12.0f} "
               f"{max(f['memory']) / 1048576:8.0f}")
+    if args.profile == "three":
+        print_cpu(figures, [name for name, _ in contenders])
     print("All runs: the target held every row of every table afterwards.")
+
+
+def print_cpu(figures, names):
+    """What bounds each approach: CPU seconds each side used, and how long its processes waited for their quota
+    (a side that waits most of the run is the bottleneck)."""
+    sides = ("source", "target", "client")
+    print(f"\n{'CPU seconds used / throttled (median)':40} " + " ".join(f"{s:>16}" for s in sides))
+    for name in names:
+        runs = figures[name]["cpu"]
+        cells = [f"{statistics.median(r[s][0] for r in runs):7.1f} / {statistics.median(r[s][1] for r in runs):6.1f}"
+                 for s in sides]
+        print(f"{name:40} " + " ".join(f"{c:>16}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup/cpu")
+ACCT = Path("/sys/fs/cgroup/cpuacct")   # a hierarchy of its own here: CPU time used, per group
 PERIOD_US = 100_000
 
 
@@ -19,9 +20,20 @@ class CpuQuota:
         (self.path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
         (self.path / "cpu.cfs_quota_us").write_text(str(int(cores * PERIOD_US)))
         self.cores = cores
+        self.acct = ACCT / self.path.name if (ACCT / "cgroup.procs").exists() else None
+        if self.acct is not None:
+            self.acct.mkdir(exist_ok=True)
 
     def add(self, pid: int) -> None:
         (self.path / "cgroup.procs").write_text(str(pid))
+        if self.acct is not None:
+            (self.acct / "cgroup.procs").write_text(str(pid))
+
+    def seconds(self) -> tuple:
+        """(CPU seconds used, seconds its processes waited for the quota) so far: which side bounds a run."""
+        used = int((self.acct / "cpuacct.usage").read_text()) / 1e9 if self.acct is not None else float("nan")
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        return used, int(stat["throttled_time"]) / 1e9
 
     def add_server(self, datadir: Path) -> None:
         """The postmaster and every process it has forked; backends forked later inherit the group."""
@@ -36,17 +48,16 @@ class CpuQuota:
                 if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
                     self.add(int(proc.name))
 
-    def wrap(self, argv: list) -> list:
-        """argv run inside this group (with every process it starts)."""
-        return ["sh", "-c", f'echo $$ > "{self.path}/cgroup.procs" && exec "$@"', "sh", *argv]
-
     def remove(self) -> None:
-        for pid in (self.path / "cgroup.procs").read_text().split():
+        for root, path in ((ROOT, self.path), (ACCT, self.acct)):
+            if path is None:
+                continue
+            for pid in (path / "cgroup.procs").read_text().split():
+                try:
+                    (root / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass
             try:
-                (ROOT / "cgroup.procs").write_text(pid)
+                path.rmdir()
             except OSError:
                 pass
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass

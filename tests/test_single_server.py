@@ -67,6 +67,11 @@ def test_every_database_migrates_with_owners_and_properties(single, source, targ
     if method == "stream" and source == "single1":  # appdb: big tables psql -> psql, small ones relayed
         appdb = next(d for d in result["databases"] if d["name"] == "appdb")
         assert {t["via"] for t in appdb["copy"]["tables"]} == {"relay", "pipe"}
+        # Built-in types go binary (events: bigint, text, jsonb, timestamptz); an enum, a domain or a composite
+        # type of the database's own goes as text.
+        formats = {t["name"]: t["format"] for t in appdb["copy"]["tables"]}
+        assert formats["sales.events"] == "binary" and formats["sales.customer"] == "text"
+        assert {formats[p] for p in ("sales.orders_2025", "sales.orders_2026")} == {"text"}
         assert appdb["copy"]["connections"] <= 2 * 2 and appdb["copy"]["failed"] is None
         assert all(t["seconds"] >= 0 and t["bytes"] >= 0 for t in appdb["copy"]["tables"])
     shop = next(d for d in result["databases"] if d["name"] == "shop")

@@ -26,6 +26,13 @@ from azext_pgdump.pg.progress import status_text
 PIPE_THRESHOLD = 8 << 20
 
 
+# Binary COPY skips turning every value into text on the source and parsing it back on the target. The binary
+# forms of the built-in types (oids below 16384, FirstNormalObjectId) are the same in every supported major
+# version; a table with any other type (an extension's, a domain, an enum), a type without binary I/O, or a
+# reg* type (sent as an oid, which means another object on the target) goes as text, which crosses any versions.
+BINARY = True
+
+
 class CopyError(Exception):
     """A psql of a COPY pipe failed; the message is its stderr."""
 
@@ -43,8 +50,10 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                   AND d.deptype = 'e')
 ORDER BY 4 DESC, 2, 3"""
 _COLUMNS = """
-SELECT attrelid, attname FROM pg_attribute
-WHERE attrelid = ANY(%s) AND attnum > 0 AND NOT attisdropped {generated} ORDER BY attrelid, attnum"""
+SELECT a.attrelid, a.attname,
+       a.atttypid < 16384 AND t.typsend <> 0 AND t.typreceive <> 0 AND coalesce(e.typname, t.typname) !~ '^reg'
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typlen = -1
+WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped {generated} ORDER BY a.attrelid, a.attnum"""
 # Indexes and key constraints a plain table can have built right after its data. Left to the final
 # pass: indexes of partitions (attached to their parent's), clustered and replica-identity indexes
 # (pg_dump adds statements to those entries), invalid ones (pg_dump skips them).
@@ -88,6 +97,7 @@ class Table:
     early: list = field(default_factory=list)        # SQL to run on the target after the data
     early_oids: list = field(default_factory=list)   # catalog oids of those objects (their dump entries)
     undo: list = field(default_factory=list)         # SQL that drops them again (a resumed copy starts over)
+    binary: bool = BINARY                            # every column of a built-in type: binary COPY is safe
 
     @property
     def qualified(self) -> str:
@@ -101,9 +111,10 @@ def read_tables(conn, major: int) -> list:
     tables = {r[0]: Table(r[0], r[1], r[2], r[3]) for r in rows}
     partitions = {r[0] for r in rows if r[4]}
     oids = list(tables)
-    generated = "AND attgenerated = ''" if major >= 12 else ''
-    for oid, column in conn.execute(_COLUMNS.format(generated=generated), (oids,)).fetchall():
+    generated = "AND a.attgenerated = ''" if major >= 12 else ''
+    for oid, column, binary in conn.execute(_COLUMNS.format(generated=generated), (oids,)).fetchall():
         tables[oid].columns.append(column)
+        tables[oid].binary = tables[oid].binary and binary
     plain = [o for o in oids if o not in partitions]
     for table_oid, index_oid, con_oid, conname, indexdef, condef, index in conn.execute(_EARLY, (plain,)).fetchall():
         table = tables[table_oid]
@@ -218,15 +229,16 @@ class _Worker:
         listed = sql.SQL('{} ({})').format(name, cols) if table.columns else name  # a table may have no column
         source = listed if part.where is None else sql.SQL('(SELECT {} FROM {} WHERE {})').format(
             cols if table.columns else sql.SQL(''), name, part.where)
-        copy_out = sql.SQL('COPY {} TO STDOUT').format(source).as_string(None)
-        copy_in = sql.SQL('COPY {} FROM STDIN').format(listed).as_string(None)
+        fmt = sql.SQL(' (FORMAT binary)' if table.binary else '')
+        copy_out = sql.SQL('COPY {} TO STDOUT{}').format(source, fmt).as_string(None)
+        copy_in = sql.SQL('COPY {} FROM STDIN{}').format(listed, fmt).as_string(None)
         if self.psql and part.bytes >= PIPE_THRESHOLD:
             # the size on the source's disk: the bytes pass between the two psql, not through here
             rows, size, how = self._pipe(copy_out, copy_in), part.bytes, 'pipe'
         else:
             (rows, size), how = self._relay(copy_out, copy_in), 'relay'
         return {'name': table.qualified, 'rows': rows, 'bytes': size, 'via': how,
-                'seconds': round(time.monotonic() - started, 3)}
+                'format': 'binary' if table.binary else 'text', 'seconds': round(time.monotonic() - started, 3)}
 
     def build(self, table: Table) -> None:
         """The table's indexes and key constraints, once all its data is in."""
