@@ -1,12 +1,12 @@
 """The data of `run --method stream`: every table copied straight from source to target by `jobs`
 workers, largest first, all reading the one snapshot pg_dump read the schema in; each table's indexes
-and key constraints built on the target as soon as its data is in, while other tables still load.
+and key constraints built on the target as soon as its data is in (its indexes by whichever workers are
+free), while other tables still load.
 
 A worker holds one source and one target connection for all the tables it copies (a TLS login costs
 tens of milliseconds; thousands of tables must not cost thousands of logins). COPY blocks pass through
-unparsed (text COPY, which crosses major versions)."""
+unparsed: binary for tables of built-in types, text (which crosses any major versions) for the others."""
 import os
-import queue
 import subprocess
 import tempfile
 import threading
@@ -240,11 +240,6 @@ class _Worker:
         return {'name': table.qualified, 'rows': rows, 'bytes': size, 'via': how,
                 'format': 'binary' if table.binary else 'text', 'seconds': round(time.monotonic() - started, 3)}
 
-    def build(self, table: Table) -> None:
-        """The table's indexes and key constraints, once all its data is in."""
-        for statement in table.early:
-            self.tgt.execute(statement)
-
     def _relay(self, copy_out: str, copy_in: str) -> tuple:
         """Small tables: through this process, on the worker's own connections (no new login)."""
         size = 0
@@ -346,71 +341,34 @@ def _watch(progress, target: Endpoint, database: str, eta: Estimate, counts: Cal
 def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str, parts: list, jobs: int,
                 progress: Callable[[str], None], psql: Optional[str] = None,
                 on_table: Callable[[dict], None] = lambda entry: None) -> CopyResult:
-    """Copy `parts` (largest first) with `jobs` workers; a table's indexes are built by the worker that
-    copies its last part, then `on_table` hears of it. All stop at the first failure, or when the run stops."""
-    todo: queue.Queue = queue.Queue()
-    for part in parts:
-        todo.put(part)
-    result, lock, stop = CopyResult(), threading.Lock(), threading.Event()
-    pending = {p.table.oid: p.of for p in parts}
-    merged: dict = {}
-    total = len(pending)
-    eta = Estimate(sum(p.bytes for p in parts))
-    copying = [0]
-
-    def fail(table, err):
-        with lock:
-            result.failed = result.failed or {'table': table, 'error': str(err).strip()}
-        stop.set()
-
-    def finished(part: Part, done: dict) -> bool:
-        """Record a part; True when it was the table's last."""
-        with lock:
-            entry = merged.setdefault(part.table.oid, dict(done, rows=0, bytes=0, parts=part.of))
-            entry['rows'] += done['rows'] or 0
-            entry['bytes'] += done['bytes'] or 0
-            entry['seconds'] = max(entry['seconds'], done['seconds'])
-            eta.add(part.bytes)
-            pending[part.table.oid] -= 1
-            return pending[part.table.oid] == 0
+    """Copy `parts` (largest first) with `jobs` workers. The worker that copies a table's last part adds its key
+    constraints, then its other indexes are built by whichever workers are free (as pg_restore -j does), so a
+    big table's indexes do not queue behind each other at the end; `on_table` hears of a table once its data
+    and indexes are in. All stop at the first failure, or when the run stops."""
+    board = _Board(parts, progress, on_table)
 
     def work():
         try:
             worker = _Worker(source, target, database, snapshot, psql)
         except (psycopg.Error, catalog.ConnectError) as err:
-            fail(None, err)
+            board.fail(None, err)
             return
-        with lock:
-            result.connections += 2
+        board.connected()
         try:
-            while not stop.is_set() and not children.stopping():
+            while (item := board.take()) is not None:
+                kind, what = item
                 try:
-                    part = todo.get_nowait()
-                except queue.Empty:
-                    return
-                with lock:
-                    copying[0] += 1
-                try:
-                    last = finished(part, worker.copy(part))
-                    if last:
+                    if kind == 'index':
                         started = time.monotonic()
-                        worker.build(part.table)
+                        worker.tgt.execute(what[1])
+                        board.index_built(what[0], time.monotonic() - started)
+                    else:
+                        board.part_copied(what, worker.copy(what), worker)
                 except (psycopg.Error, CopyError, OSError) as err:
-                    fail(part.table.qualified, err)
+                    board.fail((what[0] if kind == 'index' else what.table).qualified, err)
                     return
                 finally:
-                    with lock:
-                        copying[0] -= 1
-                if last:
-                    with lock:
-                        entry = merged[part.table.oid]
-                        entry.update(indexesBuilt=len(part.table.early),
-                                     indexSeconds=round(time.monotonic() - started, 3))
-                        result.tables.append(entry)
-                        result.early_oids.update(part.table.early_oids)
-                        progress(f'  copied {entry["name"]}: {entry["rows"]} rows, {entry["bytes"]} bytes in '
-                                 f'{entry["seconds"]:.1f}s ({len(result.tables)}/{total} tables, {eta})')
-                    on_table(entry)
+                    board.release()
         finally:
             worker.close()
 
@@ -418,10 +376,110 @@ def copy_tables(source: Endpoint, target: Endpoint, database: str, snapshot: str
     for thread in threads:
         thread.start()
     watched = threading.Event()
-    watcher = _watch(progress, target, database, eta, lambda: (len(result.tables), copying[0], todo.qsize()), watched)
+    watcher = _watch(progress, target, database, board.eta, board.counts, watched)
     for thread in threads:
         thread.join()
     if watcher is not None:
         watched.set()
         watcher.join(timeout=5)
-    return result
+    return board.result
+
+
+class _Board:
+    """What the copy's workers share: parts to copy, indexes to build (taken first: they end a table), and
+    each table's record until its data and indexes are all in."""
+
+    def __init__(self, parts: list, progress, on_table):
+        self.parts, self.indexes = list(parts), []
+        self.progress, self.on_table = progress, on_table
+        self.result, self.cond, self.stop = CopyResult(), threading.Condition(), threading.Event()
+        self.parts_left = {p.table.oid: p.of for p in parts}
+        self.indexes_left: dict = {}
+        self.merged: dict = {}
+        self.total, self.eta = len(self.parts_left), Estimate(sum(p.bytes for p in parts))
+        self.busy = 0          # items being worked on
+        self.constraining = 0  # tables whose key constraints are being added: their indexes are coming
+
+    def counts(self) -> tuple:
+        with self.cond:
+            return len(self.result.tables), self.busy, len(self.parts)
+
+    def connected(self) -> None:
+        with self.cond:
+            self.result.connections += 2
+
+    def take(self):
+        """The next item, or None when there is nothing left (or the copy stops)."""
+        with self.cond:
+            while not (self.stop.is_set() or children.stopping()):
+                if self.indexes:
+                    self.busy += 1
+                    return 'index', self.indexes.pop(0)
+                if self.parts:
+                    self.busy += 1
+                    return 'part', self.parts.pop(0)
+                if not self.constraining:
+                    return None
+                self.cond.wait(0.5)
+            return None
+
+    def release(self) -> None:
+        with self.cond:
+            self.busy -= 1
+            self.cond.notify_all()
+
+    def fail(self, table, err) -> None:
+        with self.cond:
+            self.result.failed = self.result.failed or {'table': table, 'error': str(err).strip()}
+            self.stop.set()
+            self.cond.notify_all()
+
+    def part_copied(self, part: Part, done: dict, worker) -> None:
+        table = part.table
+        with self.cond:
+            entry = self.merged.setdefault(table.oid, dict(done, rows=0, bytes=0, parts=part.of, indexSeconds=0.0,
+                                                           indexesBuilt=len(table.early)))
+            entry['rows'] += done['rows'] or 0
+            entry['bytes'] += done['bytes'] or 0
+            entry['seconds'] = max(entry['seconds'], done['seconds'])
+            self.eta.add(part.bytes)
+            self.parts_left[table.oid] -= 1
+            if self.parts_left[table.oid]:
+                return
+            self.constraining += 1
+        # Key constraints take an exclusive lock: added here, before the table's indexes go to the board.
+        started = time.monotonic()
+        try:
+            for statement in table.early:
+                if statement.startswith('ALTER TABLE'):
+                    worker.tgt.execute(statement)
+        finally:
+            with self.cond:
+                self.constraining -= 1
+                self.cond.notify_all()
+        indexes = [s for s in table.early if not s.startswith('ALTER TABLE')]
+        with self.cond:
+            entry['indexSeconds'] += time.monotonic() - started
+            self.indexes_left[table.oid] = len(indexes)
+            self.indexes += [(table, s) for s in indexes]
+            self.cond.notify_all()
+        if not indexes:
+            self._table_done(table)
+
+    def index_built(self, table: Table, seconds: float) -> None:
+        with self.cond:
+            self.merged[table.oid]['indexSeconds'] += seconds
+            self.indexes_left[table.oid] -= 1
+            if self.indexes_left[table.oid]:
+                return
+        self._table_done(table)
+
+    def _table_done(self, table: Table) -> None:
+        with self.cond:
+            entry = self.merged[table.oid]
+            entry['indexSeconds'] = round(entry['indexSeconds'], 3)
+            self.result.tables.append(entry)
+            self.result.early_oids.update(table.early_oids)
+            self.progress(f'  copied {entry["name"]}: {entry["rows"]} rows, {entry["bytes"]} bytes in '
+                          f'{entry["seconds"]:.1f}s ({len(self.result.tables)}/{self.total} tables, {self.eta})')
+        self.on_table(entry)
