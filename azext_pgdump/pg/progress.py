@@ -32,10 +32,6 @@ class Progress:
                 self.bar.clear()
 
 
-def lines(line: Callable[[str], None]) -> Progress:
-    return Progress(line)
-
-
 def status_text(database: str, done: int, running: int, waiting: int, left: Optional[float]) -> str:
     eta = f', about {left:.0f}s left' if left is not None else ''
     return f'{database}: {done} tables copied, {running} copying, {waiting} waiting{eta} '
