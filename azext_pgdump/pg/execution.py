@@ -253,13 +253,14 @@ class _Run:
         tables an earlier run finished are left as they are; the others are emptied and copied again."""
         plan, snapshots, started = self.plan, self.snapshots, time.monotonic()
         parts = snapshots.tables.pop(step.database)
-        earlier = plan.tables_done.get(step.database)
-        done_before = [p for p in parts if earlier and p.table.qualified in earlier]
-        parts = [p for p in parts if not (earlier and p.table.qualified in earlier)]
+        resuming = step.database in plan.tables_done
+        earlier = plan.tables_done.get(step.database, set())
+        done_before = [p for p in parts if p.table.qualified in earlier]
+        parts = [p for p in parts if p.table.qualified not in earlier]
         with self.lock:
-            self.report.tasks[step.id]['tablesDone'] = sorted(earlier or [])
+            self.report.tasks[step.id]['tablesDone'] = sorted(earlier)
         try:
-            if earlier is not None:
+            if resuming:
                 stream.reset(plan.target, step.database, {p.table.oid: p.table for p in parts}.values())
             result = stream.copy_tables(plan.source, plan.target, step.database, snapshots.snapshot(step.database),
                                         parts, plan.opts.jobs, self.progress, psql=plan.tools.path('psql'),
@@ -273,7 +274,7 @@ class _Run:
         with self.lock:
             db['durations']['copy'] = round(time.monotonic() - started, 2)
             db.update(copy=result.as_dict(), dumpBytes=sum(t['bytes'] for t in result.tables))
-            if earlier is not None:
+            if resuming:
                 db['copy']['tablesResumed'] = len({p.table.oid for p in done_before})
             if result.failed:
                 db.update(status='failed', failedStep='copy',

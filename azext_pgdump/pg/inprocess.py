@@ -22,17 +22,19 @@ def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) 
     existing = {line.strip() for line in existing_roles.read_text(encoding='utf-8-sig').splitlines()} - {''} \
         if existing_roles else set()
     cleaned = roles.clean(raw.read_text(encoding='utf-8'), existing, login)
-    # Role definitions can carry password hashes: the file is private from its first byte.
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        f.write(cleaned.sql)
+    write_private(output, cleaned.sql.encode('utf-8'))  # role definitions can carry password hashes
     return {'created': cleaned.created, 'skippedExisting': cleaned.skipped_existing,
             'skippedService': cleaned.skipped_service, 'needPassword': cleaned.need_password,
             'droppedStatements': cleaned.dropped, 'file': str(output)}
 
 
+def _options(step: Step) -> dict:
+    """The step's az command line as options: --name=value, or --flag (an empty value)."""
+    return dict((a[2:].split('=', 1) + [''])[:2] for a in step.argv if a.startswith('--'))
+
+
 def _clean_roles(step: Step) -> dict:
-    args = dict(a[2:].split('=', 1) for a in step.argv if a.startswith('--'))
+    args = _options(step)
     return clean_roles_file(Path(args['input']), Path(args['output-file']), Path(args['existing-roles']),
                             args['target-login'])
 
@@ -58,6 +60,7 @@ def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path
 
 
 def write_private(path: Path, data: bytes) -> None:
+    """Dumps, lists and role files hold data or password hashes: private from their first byte."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'wb') as f:
         f.write(data)
@@ -70,7 +73,7 @@ def _open_output(path: Optional[Path]):
 
 
 def _clean_dump(step: Step) -> list:
-    args = dict((a[2:].split('=', 1) + [''])[:2] for a in step.argv if a.startswith('--'))
+    args = _options(step)
     optional = {k: Path(args[k]) if k in args else None for k in ('output-file', 'schemas-file')}
     return clean_dump_file(Path(args['input']), optional['output-file'], optional['schemas-file'],
                            statistics='no-statistics' not in args)
