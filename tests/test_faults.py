@@ -301,10 +301,12 @@ def test_no_password_in_any_command_line_file_or_output(pair):
                     continue
                 if "azure.cli" in cmdline:
                     continue  # az itself, or a child not yet exec'd: the user chose to type the password there
+                if not cmdline or not environ:
+                    continue  # it exited between the two reads (a zombie's environ reads empty): nothing to judge
                 seen.add(child)
                 lines.append(cmdline.replace("\0", " "))
                 envs.append(environ)
-            time.sleep(0.01)
+            time.sleep(0.005)
     sampler = threading.Thread(target=sample)
     sampler.start()
     done = pair.finish(proc)
