@@ -7,12 +7,13 @@ checks after every run that the target holds every row. Absolute seconds on a sh
 little; quote the ratios.
 
     python scripts/benchmark.py [--shape pgbench|realistic] [--scale 10] [--repeat 3] [--jobs 2]
-                                [--profile shared|three] [--only WORD ...]
+                                [--profile shared|three] [--only WORD ...] [--detail]
 
 --profile three gives the source server 0.5 core, the target 1 and the client 0.5 (cgroup `cpu`
 controller, root only): a client VM between two cloud servers. --shape realistic: a dominant large
 table with three indexes, a wide text/jsonb table, a partitioned table and 200 small tables."""
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -33,6 +34,7 @@ from tests.infra.world import RESOURCE_GROUP, start_world  # noqa: E402
 from tests.migration_helpers import table_counts, write_pgpass  # noqa: E402
 
 DB = "benchdb"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def conninfo(pg, dbname):
@@ -94,9 +96,10 @@ def ours(method):
             "--source-host", ctx.src.host, "--source-port", str(ctx.src.port), "--source-admin-user", ctx.src.admin,
             "--target-server", "flex1", "--target-host", tgt.host, "--target-port", str(tgt.port),
             "--method", method, "--jobs", str(ctx.jobs), "--pg-bin-dir", str(ctx.bin), "--work-dir",
-            str(ctx.work / "wd"), "--only-show-errors", "-o", "none", env=ctx.env, check=False, timeout=3600)
+            str(ctx.work / "wd"), "--only-show-errors", "-o", "json", env=ctx.env, check=False, timeout=3600)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr)
+        ctx.result = json.loads(proc.stdout)
     run.__doc__ = f"az postgres dumprestore run --method {method} (roles off, ANALYZE included)"
     return run
 
@@ -135,10 +138,12 @@ FROM generate_series(1, {scale * 20000}) g;
 
 
 class Sampler:
-    """Peak resident memory of this process's descendants (summed), sampled every 50 ms."""
+    """Peak resident memory of this process's descendants (summed), sampled every 50 ms, and the CPU seconds each
+    program among them used (as last seen: a process's final 50 ms may be missed)."""
 
     def __init__(self):
         self.peak, self._stop = 0, threading.Event()
+        self._cpu = {}  # pid -> (program, CPU seconds)
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
@@ -150,18 +155,22 @@ class Sampler:
         self._thread.join()
 
     def _run(self):
+        if cpuquota.available():
+            cpuquota.CpuQuota.leave_thread()  # the three-machine profile: this thread is not the client's work
         me = os.getpid()
         while not self._stop.wait(0.05):
-            parents, rss = {}, {}
+            parents, rss, cpu = {}, {}, {}
             for proc in Path("/proc").iterdir():
                 if not proc.name.isdigit():
                     continue
                 try:
-                    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                    head, tail = (proc / "stat").read_text().rsplit(")", 1)
                 except OSError:
                     continue
-                parents[int(proc.name)] = int(fields[1])
-                rss[int(proc.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+                fields, pid = tail.split(), int(proc.name)
+                parents[pid] = int(fields[1])
+                rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+                cpu[pid] = (head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / TICKS)
             total = 0
             for pid in rss:
                 p = parents.get(pid)
@@ -169,7 +178,14 @@ class Sampler:
                     p = parents[p]
                 if p == me:
                     total += rss[pid]
+                    self._cpu[pid] = cpu[pid]
             self.peak = max(self.peak, total)
+
+    def cpu_by_program(self) -> dict:
+        out = {}
+        for program, seconds in self._cpu.values():
+            out[program] = out.get(program, 0.0) + seconds
+        return out
 
 
 def connections(*servers) -> int:
@@ -189,6 +205,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 2, 8))
     parser.add_argument("--profile", choices=["shared", "three"], default="shared")
+    parser.add_argument("--detail", action="store_true",
+                        help="after every run: CPU seconds per client program, and our runs' step durations")
     parser.add_argument("--only", nargs="*", default=[],
                         help="run only the approaches whose name contains one of these words (the first always runs)")
     args = parser.parse_args()
@@ -245,6 +263,8 @@ def main():
                     contender(ctx)
                     figures[name]["seconds"].append(time.monotonic() - started)
                 figures[name]["memory"].append(sampler.peak)
+                if args.detail:
+                    print_detail(name, sampler.cpu_by_program(), ctx.__dict__.pop("result", None))
                 figures[name]["cpu"].append({side: tuple(a - b for a, b in zip(q.seconds(), cpu_before[side]))
                                              for side, q in quotas.items()})
                 figures[name]["connections"].append(connections(src, tgt) - before)
@@ -264,6 +284,15 @@ def main():
     if args.profile == "three":
         print_cpu(figures, [name for name, _ in contenders])
     print("All runs: the target held every row of every table afterwards.")
+
+
+def print_detail(name, programs, result):
+    """Where one run's time went: the client's programs by CPU seconds, and for our runs each step's seconds."""
+    top = sorted(programs.items(), key=lambda kv: -kv[1])[:6]
+    print(f"    {name}: client CPU " + ", ".join(f"{p} {s:.1f}s" for p, s in top), file=sys.stderr)
+    for db in (result or {}).get("databases", []):
+        steps = ", ".join(f"{k} {v:.1f}s" for k, v in db.get("durations", {}).items())
+        print(f"    {db['name']}: {steps}", file=sys.stderr)
 
 
 def print_cpu(figures, names):

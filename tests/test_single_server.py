@@ -74,6 +74,20 @@ def test_every_database_migrates_with_owners_and_properties(single, source, targ
         assert {formats[p] for p in ("sales.orders_2025", "sales.orders_2026")} == {"text"}
         assert appdb["copy"]["connections"] <= 2 * 2 and appdb["copy"]["failed"] is None
         assert all(t["seconds"] >= 0 and t["bytes"] >= 0 for t in appdb["copy"]["tables"])
+        frozen = {t["name"]: t["frozen"] for t in appdb["copy"]["tables"]}
+        assert frozen["sales.events"], frozen  # the login may empty it: loaded frozen, every page all-frozen
+        tgt.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility", dbname="appdb")
+        try:
+            for name in (n for n, f in frozen.items() if f):
+                pages, all_frozen = tgt.execute(
+                    "SELECT pg_relation_size(r) / 8192, (pg_visibility_map_summary(r)).all_frozen "
+                    "FROM (SELECT format('%%I.%%I', %s::text, %s::text)::regclass AS r) t", name.split(".", 1),
+                    dbname="appdb")[0]
+                # COPY FREEZE marks the pages it fills from empty; a page a later batch of rows went on to is not
+                # marked (its rows are frozen all the same). Without FREEZE no page is marked until a VACUUM.
+                assert all_frozen > 0 or pages == 0, (name, pages, all_frozen)
+        finally:
+            tgt.execute("DROP EXTENSION pg_visibility", dbname="appdb")
     shop = next(d for d in result["databases"] if d["name"] == "shop")
     assert {"object": "SCHEMA public (owner azure_superuser)", "reason": "Azure service object"} in shop["leftOut"]
     assert shop["localeMapped"] == {WINDOWS_LOCALE: FLEXIBLE_LOCALE} and shop["owner"] == "shop_owner"

@@ -33,6 +33,10 @@ PIPE_THRESHOLD = 8 << 20
 BINARY = True
 
 
+def _options(options: list) -> sql.Composable:
+    return sql.SQL(' ({})'.format(', '.join(options)) if options else '')
+
+
 class CopyError(Exception):
     """A psql of a COPY pipe failed; the message is its stderr."""
 
@@ -229,35 +233,50 @@ class _Worker:
         listed = sql.SQL('{} ({})').format(name, cols) if table.columns else name  # a table may have no column
         source = listed if part.where is None else sql.SQL('(SELECT {} FROM {} WHERE {})').format(
             cols if table.columns else sql.SQL(''), name, part.where)
-        fmt = sql.SQL(' (FORMAT binary)' if table.binary else '')
-        copy_out = sql.SQL('COPY {} TO STDOUT{}').format(source, fmt).as_string(None)
-        copy_in = sql.SQL('COPY {} FROM STDIN{}').format(listed, fmt).as_string(None)
+        freeze = part.of == 1 and self._may_empty(name)
+        fmt = ['FORMAT binary'] if table.binary else []
+        copy_out = sql.SQL('COPY {} TO STDOUT{}').format(source, _options(fmt)).as_string(None)
+        copy_in = sql.SQL('COPY {} FROM STDIN{}').format(listed, _options(fmt + ['FREEZE'] * freeze)).as_string(None)
+        # A table copied whole is emptied and loaded in one transaction, COPY FREEZE: its rows arrive frozen and
+        # (14+) all-visible, so the index builds and first reads do not set hint bits and write every page again,
+        # and no anti-wraparound VACUUM rewrites the table later. The ranges of a split table load side by side,
+        # so they cannot (FREEZE needs the table emptied in the loading transaction).
+        empty = [sql.SQL('TRUNCATE ONLY {}').format(name).as_string(None)] if freeze else []
         if self.psql and part.bytes >= PIPE_THRESHOLD:
             # the size on the source's disk: the bytes pass between the two psql, not through here
-            rows, size, how = self._pipe(copy_out, copy_in), part.bytes, 'pipe'
+            rows, size, how = self._pipe(copy_out, empty, copy_in), part.bytes, 'pipe'
         else:
-            (rows, size), how = self._relay(copy_out, copy_in), 'relay'
-        return {'name': table.qualified, 'rows': rows, 'bytes': size, 'via': how,
+            (rows, size), how = self._relay(copy_out, empty, copy_in), 'relay'
+        return {'name': table.qualified, 'rows': rows, 'bytes': size, 'via': how, 'frozen': freeze,
                 'format': 'binary' if table.binary else 'text', 'seconds': round(time.monotonic() - started, 3)}
 
-    def _relay(self, copy_out: str, copy_in: str) -> tuple:
+    def _may_empty(self, name: sql.Composable) -> bool:
+        """TRUNCATE needs its own privilege: a table of a role whose rights the login does not have is only
+        inserted into."""
+        return bool(self.tgt.execute(sql.SQL("SELECT pg_catalog.has_table_privilege({}, 'TRUNCATE')").format(
+            sql.Literal(name.as_string(self.tgt)))).fetchone()[0])
+
+    def _relay(self, copy_out: str, empty: list, copy_in: str) -> tuple:
         """Small tables: through this process, on the worker's own connections (no new login)."""
         size = 0
-        with self.src.cursor().copy(copy_out) as out, self.tgt.cursor() as cur:
+        with self.src.cursor().copy(copy_out) as out, self.tgt.transaction(), self.tgt.cursor() as cur:
+            for statement in empty:
+                cur.execute(statement)
             with cur.copy(copy_in) as into:
                 for block in out:
                     into.write(block)
                     size += len(block)
             return cur.rowcount, size
 
-    def _pipe(self, copy_out: str, copy_in: str) -> int:
+    def _pipe(self, copy_out: str, empty: list, copy_in: str) -> int:
         """Large tables: psql | psql, the data never in Python (libpq hands COPY data over a row at a time,
         which a Python loop cannot keep up with). The reading psql joins the snapshot."""
         snapshot = sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(self.snapshot)).as_string(None)
         reader = [self.psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ '
                   'READ ONLY', '-c', snapshot, '-c', copy_out, '-c', 'COMMIT',
                   f'--dbname={self.source.conninfo(self.database)}']
-        writer = [self.psql, '-X', '-v', 'ON_ERROR_STOP=1', '-c', copy_in,
+        steps = ['BEGIN', *empty, copy_in, 'COMMIT']
+        writer = [self.psql, '-X', '-v', 'ON_ERROR_STOP=1', *(a for step in steps for a in ('-c', step)),
                   f'--dbname={self.target.conninfo(self.database)}']
         env = dict(os.environ, PGOPTIONS=f'-c lock_timeout={self.source.lock_wait()}', **self.source.secret_env())
         # The reader's stderr goes to a file: a pipe nobody reads until the end could fill and stall it.
@@ -274,7 +293,8 @@ class _Worker:
             out_err = reader_err.read()
         if out.returncode or into.returncode:
             raise CopyError((out_err or into_err).decode(errors='replace').strip() or 'psql failed')
-        return int(written.split()[-1]) if written.split() else 0  # psql printed "COPY <rows>"
+        # psql printed each command's tag: BEGIN, TRUNCATE TABLE, COPY <rows>, COMMIT
+        return next((int(line.split()[1]) for line in written.decode().splitlines() if line.startswith('COPY ')), 0)
 
     def close(self):
         for conn in (self.src, self.tgt):
