@@ -1,4 +1,5 @@
 """The checks of `check`, also run by `run` before it starts. Wiring between arm/ and pg/preflight."""
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMissingError, ValidationError
@@ -49,6 +50,16 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
 def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_bin_dir, checks):
     """Append every check that needs both servers; return the migration.Facts read (None if unknown)."""
     # pylint: disable=too-many-arguments
+    # The target's parameters are ARM round trips: asked for at once, while the servers are read.
+    with ThreadPoolExecutor(2) as pool:
+        asked = {name: pool.submit(parameters.get_parameter, cmd.cli_ctx, target_server, name)
+                 for name in ('azure.extensions', 'shared_preload_libraries')
+                 if target_server is not None and target_server.kind == 'flexible'}
+        return _checks_with_both(source, target, target_server, names, opts, work, pg_bin_dir, checks, asked)
+
+
+def _checks_with_both(source, target, target_server, names, opts, work, pg_bin_dir, checks, asked):
+    # pylint: disable=too-many-arguments,too-many-locals
     jobs, no_roles, if_exists = opts.jobs, not opts.roles, opts.if_exists
     try:
         facts = migration.inspect(source, target, names)
@@ -66,10 +77,10 @@ def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_b
         checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
         checks += preflight.target_privileges(tgt, not no_roles)
         allow = preload = None
-        if target_server is not None and target_server.kind == 'flexible':
-            allow_value = parameters.get_parameter(cmd.cli_ctx, target_server, 'azure.extensions')
+        if asked:
+            allow_value = asked['azure.extensions'].result()
             allow = None if allow_value is None else {x.strip() for x in allow_value.split(',') if x.strip()}
-            preload = parameters.get_parameter(cmd.cli_ctx, target_server, 'shared_preload_libraries')
+            preload = asked['shared_preload_libraries'].result()
         fix_allow = parameters.set_command(target_server, 'azure.extensions') if target_server else ''
         fix_preload = (parameters.set_command(target_server, 'shared_preload_libraries') +
                        f' && az postgres flexible-server restart -g {target_server.resource_group} '
