@@ -24,6 +24,7 @@ from azext_pgdump.pg.progress import status_text
 # Tables at least this large go psql -> psql (two logins, no Python per row); smaller ones through the
 # worker's own connections. Measured: a Python relay moves about 1 M rows/s; a login costs ~30 ms.
 PIPE_THRESHOLD = 8 << 20
+FREEZE_FROM = 1 << 20   # bytes: smaller tables load without FREEZE (see _Worker.copy)
 
 
 # Binary COPY skips turning every value into text on the source and parsing it back on the target. The binary
@@ -233,14 +234,15 @@ class _Worker:
         listed = sql.SQL('{} ({})').format(name, cols) if table.columns else name  # a table may have no column
         source = listed if part.where is None else sql.SQL('(SELECT {} FROM {} WHERE {})').format(
             cols if table.columns else sql.SQL(''), name, part.where)
-        freeze = part.of == 1 and self._may_empty(name)
+        freeze = part.of == 1 and part.bytes >= FREEZE_FROM and self._may_empty(name)
         fmt = ['FORMAT binary'] if table.binary else []
         copy_out = sql.SQL('COPY {} TO STDOUT{}').format(source, _options(fmt)).as_string(None)
         copy_in = sql.SQL('COPY {} FROM STDIN{}').format(listed, _options(fmt + ['FREEZE'] * freeze)).as_string(None)
         # A table copied whole is emptied and loaded in one transaction, COPY FREEZE: its rows arrive frozen and
         # (14+) all-visible, so the index builds and first reads do not set hint bits and write every page again,
         # and no anti-wraparound VACUUM rewrites the table later. The ranges of a split table load side by side,
-        # so they cannot (FREEZE needs the table emptied in the loading transaction).
+        # so they cannot (FREEZE needs the table emptied in the loading transaction). A small table is not worth
+        # the TRUNCATE (a new file, a round trip): its few pages cost nothing to rewrite.
         empty = [sql.SQL('TRUNCATE ONLY {}').format(name).as_string(None)] if freeze else []
         if self.psql and part.bytes >= PIPE_THRESHOLD:
             # the size on the source's disk: the bytes pass between the two psql, not through here
