@@ -144,6 +144,7 @@ class Sampler:
     def __init__(self):
         self.peak, self._stop = 0, threading.Event()
         self._cpu = {}  # pid -> (program, CPU seconds)
+        self.at_peak = {}  # program -> resident bytes when the sum peaked
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
@@ -171,15 +172,17 @@ class Sampler:
                 parents[pid] = int(fields[1])
                 rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
                 cpu[pid] = (head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / TICKS)
-            total = 0
+            total, mine = 0, {}
             for pid in rss:
                 p = parents.get(pid)
                 while p and p != me and p in parents:
                     p = parents[p]
                 if p == me:
                     total += rss[pid]
+                    mine[cpu[pid][0]] = mine.get(cpu[pid][0], 0) + rss[pid]
                     self._cpu[pid] = cpu[pid]
-            self.peak = max(self.peak, total)
+            if total > self.peak:
+                self.peak, self.at_peak = total, mine
 
     def cpu_by_program(self) -> dict:
         out = {}
@@ -264,7 +267,7 @@ def main():
                     figures[name]["seconds"].append(time.monotonic() - started)
                 figures[name]["memory"].append(sampler.peak)
                 if args.detail:
-                    print_detail(name, sampler.cpu_by_program(), ctx.__dict__.pop("result", None))
+                    print_detail(name, sampler, ctx.__dict__.pop("result", None))
                 figures[name]["cpu"].append({side: tuple(a - b for a, b in zip(q.seconds(), cpu_before[side]))
                                              for side, q in quotas.items()})
                 figures[name]["connections"].append(connections(src, tgt) - before)
@@ -286,10 +289,14 @@ def main():
     print("All runs: the target held every row of every table afterwards.")
 
 
-def print_detail(name, programs, result):
-    """Where one run's time went: the client's programs by CPU seconds, and for our runs each step's seconds."""
-    top = sorted(programs.items(), key=lambda kv: -kv[1])[:6]
+def print_detail(name, sampler, result):
+    """Where one run's time and memory went: the client's programs by CPU seconds and by resident memory at the
+    peak, and for our runs each step's seconds."""
+    top = sorted(sampler.cpu_by_program().items(), key=lambda kv: -kv[1])[:6]
     print(f"    {name}: client CPU " + ", ".join(f"{p} {s:.1f}s" for p, s in top), file=sys.stderr)
+    print(f"    {name}: at the memory peak " + ", ".join(
+        f"{p} {b / 1048576:.0f} MB" for p, b in sorted(sampler.at_peak.items(), key=lambda kv: -kv[1])),
+        file=sys.stderr)
     for db in (result or {}).get("databases", []):
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in db.get("durations", {}).items())
         print(f"    {db['name']}: {steps}", file=sys.stderr)
