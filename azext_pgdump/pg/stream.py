@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -261,7 +262,9 @@ class _Worker:
     def _relay(self, copy_out: str, empty: list, copy_in: str) -> tuple:
         """Small tables: through this process, on the worker's own connections (no new login)."""
         size = 0
-        with self.src.cursor().copy(copy_out) as out, self.tgt.transaction(), self.tgt.cursor() as cur:
+        # One transaction only when it empties the table first: BEGIN and COMMIT are two more round trips.
+        with self.src.cursor().copy(copy_out) as out, self.tgt.transaction() if empty else nullcontext(), \
+                self.tgt.cursor() as cur:
             for statement in empty:
                 cur.execute(statement)
             with cur.copy(copy_in) as into:
@@ -277,7 +280,7 @@ class _Worker:
         reader = [self.psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ '
                   'READ ONLY', '-c', snapshot, '-c', copy_out, '-c', 'COMMIT',
                   f'--dbname={self.source.conninfo(self.database)}']
-        steps = ['BEGIN', *empty, copy_in, 'COMMIT']
+        steps = ['BEGIN', *empty, copy_in, 'COMMIT'] if empty else [copy_in]
         writer = [self.psql, '-X', '-v', 'ON_ERROR_STOP=1', *(a for step in steps for a in ('-c', step)),
                   f'--dbname={self.target.conninfo(self.database)}']
         env = dict(os.environ, PGOPTIONS=f'-c lock_timeout={self.source.lock_wait()}', **self.source.secret_env())
