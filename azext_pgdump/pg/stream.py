@@ -23,16 +23,10 @@ from azext_pgdump.pg.endpoint import Endpoint
 from azext_pgdump.pg.progress import status_text
 
 # Tables at least this large go psql -> psql (two logins, no Python per row); smaller ones through the
-# worker's own connections. Measured: a Python relay moves about 1 M rows/s; a login costs ~30 ms.
+# worker's own connections. Measured (py-spy, the benchmark's realistic shape): the relay costs about 5 us of
+# client CPU per row; a login ~30 ms. 1 MB instead was no faster there and cost 8 more logins and 40 MB.
 PIPE_THRESHOLD = 8 << 20
 FREEZE_FROM = 1 << 20   # bytes: smaller tables load without FREEZE (see _Worker.copy)
-
-
-# Binary COPY skips turning every value into text on the source and parsing it back on the target. The binary
-# forms of the built-in types (oids below 16384, FirstNormalObjectId) are the same in every supported major
-# version; a table with any other type (an extension's, a domain, an enum), a type without binary I/O, or a
-# reg* type (sent as an oid, which means another object on the target) goes as text, which crosses any versions.
-BINARY = True
 
 
 def _options(options: list) -> sql.Composable:
@@ -103,7 +97,11 @@ class Table:
     early: list = field(default_factory=list)        # SQL to run on the target after the data
     early_oids: list = field(default_factory=list)   # catalog oids of those objects (their dump entries)
     undo: list = field(default_factory=list)         # SQL that drops them again (a resumed copy starts over)
-    binary: bool = BINARY                            # every column of a built-in type: binary COPY is safe
+    # Binary COPY skips turning every value into text on the source and parsing it back on the target. The binary
+    # forms of the built-in types (oids below 16384, FirstNormalObjectId) are the same in every supported major
+    # version; a table with any other type (an extension's, a domain, an enum), a type without binary I/O, or a
+    # reg* type (sent as an oid, which means another object on the target) goes as text, which crosses versions.
+    binary: bool = True                              # read_tables clears it unless every column qualifies
 
     @property
     def qualified(self) -> str:
