@@ -6,7 +6,7 @@ from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMiss
 from knack.log import get_logger
 
 from azext_pgdump.arm import parameters
-from azext_pgdump.pg import assessment, catalog, migration, preflight, tools
+from azext_pgdump.pg import assessment, catalog, planner, preflight, tools
 from azext_pgdump.reach import reach_side
 
 logger = get_logger(__name__)
@@ -30,8 +30,8 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     """`check` before `run` touches anything: a failed check stops it with every fix at once. Returns the
     facts the checks read, for the plan."""
     try:
-        migration.ensure_distinct(source, target)
-    except migration.MigrationError as err:
+        planner.ensure_distinct(source, target)
+    except planner.MigrationError as err:
         raise ValidationError(str(err), recommendation=err.recommendation) from err
     progress('Checking the servers and this machine before starting (--skip-check skips this)...')
     checks = []
@@ -48,7 +48,7 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
 
 
 def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_bin_dir, checks):
-    """Append every check that needs both servers; return the migration.Facts read (None if unknown)."""
+    """Append every check that needs both servers; return the planner.Facts read (None if unknown)."""
     # pylint: disable=too-many-arguments
     # The target's parameters are ARM round trips: asked for at once, while the servers are read.
     with ThreadPoolExecutor(2) as pool:
@@ -62,8 +62,8 @@ def _checks_with_both(source, target, target_server, names, opts, work, pg_bin_d
     # pylint: disable=too-many-arguments,too-many-locals
     jobs, no_roles, if_exists = opts.jobs, not opts.roles, opts.if_exists
     try:
-        facts = migration.inspect(source, target, names)
-    except migration.MigrationError as err:
+        facts = planner.inspect(source, target, names)
+    except planner.MigrationError as err:
         checks.append(preflight.Check('databases', 'fail', str(err), err.recommendation))
         return None
     smajor, dbs, tmajor, existing = facts.source_major, facts.databases, facts.target.major, facts.target.existing

@@ -13,10 +13,10 @@ from knack.log import get_logger
 from azext_pgdump import checks as checks_wiring
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import (catalog, dumpclean, execution, inprocess, locales, migration, preflight, progress, render,
+from azext_pgdump.pg import (catalog, dumpclean, inprocess, locales, planner, preflight, progress, render, run,
                              workdir)
 from azext_pgdump.pg.interrupts import sigterm_as_exit
-from azext_pgdump.pg.plan import Options
+from azext_pgdump.pg.steps import Options
 from azext_pgdump.pg.verify import verify as verify_databases
 from azext_pgdump.reach import reach_side
 
@@ -130,7 +130,7 @@ def _log_failures(result, failed):
 def _plan_and_execute(cmd, build, dry_run, verify_after=False):
     try:
         plan = build()
-    except migration.MigrationError as err:
+    except planner.MigrationError as err:
         raise ValidationError(str(err), recommendation=err.recommendation or None) from err
     except workdir.WorkDirError as err:
         raise FileOperationError(str(err), recommendation='Choose another --work-dir, or pass --reuse-work-dir '
@@ -141,7 +141,7 @@ def _plan_and_execute(cmd, build, dry_run, verify_after=False):
         return plan.as_dict()
     say = _progress(cmd)
     # A pipeline's log gets a line a minute for a long step (so it does not look hung); a terminal, one every 10 s.
-    result = execution.execute(plan, say, interval=10.0 if say.live else 60.0, verify=verify_after)
+    result = run.execute(plan, say, interval=10.0 if say.live else 60.0, verify=verify_after)
     _fail_after_output(cmd, result)
     return result
 
@@ -180,7 +180,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
         facts = None if skip_check or (state and not state.todo) else checks_wiring.preflight_or_fail(
             cmd, _progress(cmd), source, target, target_server, databases, checked if state else opts, work_dir,
             pg_bin_dir)
-        return _plan_and_execute(cmd, lambda: migration.plan_run(
+        return _plan_and_execute(cmd, lambda: planner.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run, facts=facts, resume=state), dry_run, verify_after=verify)
 
@@ -189,10 +189,10 @@ def _resume_state(work_dir, databases):
     if not work_dir:
         raise RequiredArgumentMissingError('--resume needs the --work-dir of the run to continue.')
     try:
-        state = migration.resume_state(Path(work_dir))
+        state = planner.resume_state(Path(work_dir))
     except workdir.WorkDirError as err:
         raise FileOperationError(str(err), recommendation='Pass the --work-dir of the run to continue.') from err
-    except migration.MigrationError as err:
+    except planner.MigrationError as err:
         raise ValidationError(str(err), recommendation=err.recommendation or None) from err
     earlier = [d['name'] for d in state.done] + state.todo
     # The same command line with --resume added is what users type; other databases would be another run.
@@ -214,7 +214,7 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
     opts = _options(method, jobs, no_roles, no_owner, no_acl, 'fail')
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
-        return _plan_and_execute(cmd, lambda: migration.plan_dump(
+        return _plan_and_execute(cmd, lambda: planner.plan_dump(
             source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run), dry_run)
 
@@ -237,7 +237,7 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
         target, _ = reach_side(cmd, stack, kw, 'target')
-        return _plan_and_execute(cmd, lambda: migration.plan_restore(
+        return _plan_and_execute(cmd, lambda: planner.plan_restore(
             target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
             target_database, databases, pg_bin_dir), dry_run)
 
@@ -307,10 +307,10 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
             opts = _options(m, jobs, no_roles, no_owner, no_acl, if_exists, locale_map)
             folder = Path(work_dir or 'pgdump') / m if len(methods) > 1 else Path(work_dir or 'pgdump')
             try:
-                plan = migration.plan_run(source, target, opts, databases, folder, pg_bin_dir=pg_bin_dir,
+                plan = planner.plan_run(source, target, opts, databases, folder, pg_bin_dir=pg_bin_dir,
                                           create=False) if target else \
-                    migration.plan_dump(source, opts, databases, folder, pg_bin_dir=pg_bin_dir, create=False)
-            except migration.MigrationError as err:
+                    planner.plan_dump(source, opts, databases, folder, pg_bin_dir=pg_bin_dir, create=False)
+            except planner.MigrationError as err:
                 raise ValidationError(str(err), recommendation=err.recommendation or None) from err
             sections.append((m, plan))
     if _explicit_structured_output():

@@ -69,7 +69,7 @@ def test_split_keeps_semicolons_in_strings_identifiers_and_dollar_quotes():
 
 def test_entra_login_is_kept_whole_and_existing_roles_file_tolerates_crlf(tmp_path):
     from azext_pgdump.pg.inprocess import clean_roles_file
-    from azext_pgdump.pg.plan import roles_steps
+    from azext_pgdump.pg.steps import roles_steps
     from azext_pgdump.pg.endpoint import Endpoint
     from azext_pgdump.pg.tools import Toolset
     tools = Toolset(bindir=tmp_path, version="18.6", major=18)

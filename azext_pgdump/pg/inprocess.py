@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from azext_pgdump.pg import dumpclean, roles
-from azext_pgdump.pg.plan import Step
+from azext_pgdump.pg.steps import Step
 
 
 def run_step(step: Step) -> dict:

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from azext_pgdump.pg import catalog, locales, migration, tools
+from azext_pgdump.pg import catalog, locales, planner, tools
 
 
 @dataclass
@@ -80,9 +80,9 @@ def extensions(used: dict, target_conn, allow_list: Optional[set], preload: Opti
 
 
 def existing_databases(databases, target_names: set, if_exists: str, ours=frozenset()) -> Check:
-    clash = migration.clashes(databases, target_names, ours)
+    clash = planner.clashes(databases, target_names, ours)
     if clash and if_exists == 'fail':
-        return Check('target-databases', 'fail', migration.clash_message(clash), migration.EXISTS_FIX)
+        return Check('target-databases', 'fail', planner.clash_message(clash), planner.EXISTS_FIX)
     return _ok('target-databases', 'No database to migrate exists on the target.' if not clash else
                f"{', '.join(clash)} exist on the target; --if-exists {if_exists} handles them.")
 

@@ -5,7 +5,7 @@ expects it set beforehand; each command gets it as PGPASSWORD in its own environ
 import shlex
 
 from azext_pgdump.pg import stream
-from azext_pgdump.pg.plan import Step, clean_dump_argv
+from azext_pgdump.pg.steps import Step, clean_dump_argv
 from azext_pgdump.pg.workdir import file_stem
 
 PROMPT_VARS = {'source': 'SOURCE_PGPASSWORD', 'target': 'TARGET_PGPASSWORD'}

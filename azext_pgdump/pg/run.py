@@ -1,4 +1,4 @@
-"""Execute a plan (`run`, `dump`, `restore`): the graph's steps through the one executor, each step's
+"""Execute a plan (`run`, `dump`, `restore`): the graph's steps through the one scheduler, each step's
 outcome recorded in the result and, as it happens, in the work dir's manifest (state per step, the tables
 a stream copy finished), so that `run --resume` does not do again what is done."""
 import copy
@@ -12,12 +12,12 @@ from typing import Callable, Optional
 
 import psycopg
 
-from azext_pgdump.pg import catalog, children, dumpclean, errorlog, inprocess, plan as planner, stream, workdir
+from azext_pgdump.pg import catalog, children, dumpclean, errorlog, inprocess, steps as make, stream, workdir
 from azext_pgdump.pg import verify as verification
-from azext_pgdump.pg.executor import Executor
-from azext_pgdump.pg.migration import MANIFEST_FORMAT, Plan
-from azext_pgdump.pg.plan import Step
-from azext_pgdump.pg.runner import Runner, human, size_of
+from azext_pgdump.pg.scheduler import Scheduler
+from azext_pgdump.pg.planner import MANIFEST_FORMAT, Plan
+from azext_pgdump.pg.steps import Step
+from azext_pgdump.pg.process import Runner, human, size_of
 
 # A stream copy of thousands of small tables must not rewrite the manifest thousands of times: the small
 # tables finished in the last second are copied again after a kill -9, which is cheap and correct.
@@ -31,7 +31,7 @@ def manifest(plan: Plan, status: str) -> dict:
             'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
             'databases': (plan.resumed.done_entries if plan.resumed else []) + [
                 {'database': asdict(d), 'format': fmt,
-                 'dump': planner.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
+                 'dump': make.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
                  **({'properties': plan.properties[d.name].as_dict()} if d.name in (plan.properties or {}) else {})}
                 for d in plan.databases]}
 
@@ -152,7 +152,7 @@ def execute(plan: Plan, progress: Callable[[str], None], interval: float = 10.0,
 
 
 class _Run:
-    """One execution of a plan. Steps run on the executor's threads: what they record goes through
+    """One execution of a plan. Steps run on the scheduler's threads: what they record goes through
     `self.lock`, and their work (the utilities, the copy) outside it."""
 
     def __init__(self, plan: Plan, progress: Callable[[str], None], interval: float, verify: bool):
@@ -169,13 +169,13 @@ class _Run:
         children.reset()
         self.save('running')
         jobs = plan.opts.jobs
-        executor = Executor(plan.steps, {'source': jobs, 'target': jobs}, self.step, done=plan.skip)
+        scheduler = Scheduler(plan.steps, {'source': jobs, 'target': jobs}, self.step, done=plan.skip)
         try:
-            executor.run()
+            scheduler.run()
         except (KeyboardInterrupt, SystemExit):
-            # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (executor); say where it stopped.
+            # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (scheduler); say where it stopped.
             by_id = {s.id: s for s in plan.steps}
-            running = [by_id[i] for i in executor.interrupted]
+            running = [by_id[i] for i in scheduler.interrupted]
             self.save('interrupted', interruptedSteps=[s.id for s in running], interruptedStep=running and {
                 'name': running[0].name, 'database': running[0].database} or None)
             raise
@@ -216,7 +216,7 @@ class _Run:
                               '--resume still continues this run.')
 
     def step(self, step: Step) -> None:
-        """The executor's work for one step: run it, record it, save the manifest."""
+        """The scheduler's work for one step: run it, record it, save the manifest."""
         record, report = self.report.record(step), self.report
         with self.lock:
             if record['status'] == 'failed':

@@ -1,4 +1,4 @@
-"""One executor for every method's plan: a step starts when the steps it comes after have ended and its
+"""One scheduler for every method's plan: a step starts when the steps it comes after have ended and its
 connections fit in each server's budget, so one database's dump runs while another's restore does, and
 the roles are dumped while the first schema is. Steps run on threads; the utilities they start are child
 processes (pg/children.py), so the threads mostly wait.
@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 from azext_pgdump.pg import children
 
 
-class Executor:
+class Scheduler:
     def __init__(self, steps: list, limits: dict, run_step: Callable, done: Iterable = (), stop_wait: float = 15.0):
         self.steps = steps
         self.limits = limits              # side -> connections the run may hold there at once (--jobs)

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from azext_pgdump.pg import children
 from azext_pgdump.pg.dumpclean import PlainFilter
-from azext_pgdump.pg.plan import Step
+from azext_pgdump.pg.steps import Step
 
 
 # Dumps and role files hold data and password hashes: what the utilities write is private to the user.

@@ -1,4 +1,4 @@
-"""The one executor (pg/executor.py) and the graph the planner makes (plan.link): order, per-server budgets,
+"""The one scheduler (pg/scheduler.py) and the graph the planner makes (plan.link): order, per-server budgets,
 and that a failure stops every child. Real child processes; no server needed."""
 import subprocess
 import threading
@@ -7,8 +7,8 @@ import time
 import pytest
 
 from azext_pgdump.pg import children
-from azext_pgdump.pg.executor import Executor
-from azext_pgdump.pg.plan import Step, link
+from azext_pgdump.pg.scheduler import Scheduler
+from azext_pgdump.pg.steps import Step, link
 
 
 def step(database, name, side='source', argv=('pg_dump',), **kw):
@@ -49,7 +49,7 @@ def test_steps_wait_for_what_they_come_after_and_for_connections():
                   step('b', 'dump', argv=('pg_dump', '--jobs=2')), step('b', 'restore', 'target', ('pg_restore',))],
                  jobs=2)
     clock = Clock()
-    Executor(steps, {'source': 2, 'target': 2}, clock).run()
+    Scheduler(steps, {'source': 2, 'target': 2}, clock).run()
     span = clock.spans
     assert span['a/restore'][0] >= span['a/dump'][1] and span['b/restore'][0] >= span['b/dump'][1]
     # Each dump takes the whole source budget: they never overlap; a's restore overlaps b's dump.
@@ -60,7 +60,7 @@ def test_steps_wait_for_what_they_come_after_and_for_connections():
 def test_small_steps_of_different_databases_run_at_once_and_done_steps_are_not_run_again():
     steps = link([step(d, 'dump') for d in 'abcd'], jobs=3)
     clock = Clock()
-    Executor(steps, {'source': 3, 'target': 3}, clock, done={'d/dump'}).run()
+    Scheduler(steps, {'source': 3, 'target': 3}, clock, done={'d/dump'}).run()
     assert clock.most == 3 and set(clock.spans) == {'a/dump', 'b/dump', 'c/dump'}
 
 
@@ -80,7 +80,7 @@ def test_a_failing_step_stops_every_child_and_is_raised():
     children.reset()
     begun = time.monotonic()
     with pytest.raises(RuntimeError, match='a bug'):
-        Executor(link([step('a', 'dump'), step('b', 'dump')], jobs=2), {'source': 2}, run).run()
+        Scheduler(link([step('a', 'dump'), step('b', 'dump')], jobs=2), {'source': 2}, run).run()
     assert procs[0].poll() is not None and time.monotonic() - begun < 15
     with pytest.raises(children.Stopped):  # nothing new starts while the run stops
         with children.started(['true']):
@@ -89,12 +89,12 @@ def test_a_failing_step_stops_every_child_and_is_raised():
 
 
 def resume(method, tasks, todo=('db',)):
-    from azext_pgdump.pg.migration import Resume
+    from azext_pgdump.pg.planner import Resume
     return Resume([], [], list(todo), frozenset(todo), True, method, tasks)
 
 
 def test_resume_keeps_a_finished_dump_and_a_stream_copy_whose_tables_exist():
-    from azext_pgdump.pg.migration import resumed_steps
+    from azext_pgdump.pg.planner import resumed_steps
     assert resumed_steps(resume('directory', {'db/dump': {'status': 'done'}}), 'directory') == \
         (frozenset({'db/dump'}), {})
     assert resumed_steps(resume('directory', {'db/dump': {'status': 'running'}}), 'directory') == (frozenset(), {})

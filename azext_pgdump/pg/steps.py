@@ -1,7 +1,7 @@
 """The plan is data: a graph of steps, each an argv for a PostgreSQL utility (or one in-process step),
 with the steps it comes after and the connections it takes on each server.
 
-`run` executes a plan (pg/executor.py), `--dry-run` prints it, and `show-commands` renders the same
+`run` executes a plan (pg/scheduler.py), `--dry-run` prints it, and `show-commands` renders the same
 plan as shell text in an order the graph allows: one source of truth for what is run. Steps carry no
 secret: each names the side (source or target) whose password the runner puts in the child's environment."""
 from dataclasses import asdict, dataclass, field

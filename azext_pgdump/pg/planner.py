@@ -1,15 +1,16 @@
 """Plan a migration (`run`), or its halves (`dump`, `restore`), between two Endpoints: the graph of steps
-pg/execution.py executes, and what `run --resume` leaves out of it."""
+pg/run.py executes, and what `run --resume` leaves out of it."""
 import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from azext_pgdump.pg import catalog, dbprops, dumpclean, locales, plan as planner, roles, tools, workdir
+from azext_pgdump.pg import catalog, dbprops, dumpclean, locales, roles, tools, workdir
+from azext_pgdump.pg import steps as make
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
-from azext_pgdump.pg.plan import Options
+from azext_pgdump.pg.steps import Options
 
 MANIFEST_FORMAT = 1
 # pg_dump --statistics and the functions that restore them (pg_restore_relation_stats) came with 18.
@@ -89,7 +90,7 @@ EXISTS_FIX = ('Pass --if-exists reuse to restore into it, or --if-exists drop to
 def clashes(names, existing: set, ours=frozenset()) -> list:
     """Databases to migrate that the target has already (never `postgres`, which every server has, nor one an
     interrupted run of ours created)."""
-    return [n for n in names if n in existing and n not in planner.ALWAYS_PRESENT and n not in ours]
+    return [n for n in names if n in existing and n not in make.ALWAYS_PRESENT and n not in ours]
 
 
 def clash_message(clash: list) -> str:
@@ -142,7 +143,7 @@ def _as_created(db: Database, target: TargetFacts, opts: Options, login: str, ro
     """The database as the target creates it (locale mapped), the role to own it (None: the login),
     and what the result says of both."""
     notes, mapped = {}, {}
-    creating = planner.will_create(db.name, db.name in target.existing, opts)
+    creating = make.will_create(db.name, db.name in target.existing, opts)
     for loc in sorted({db.collate, db.ctype} - {''} if creating else ()):  # a reused database keeps its own
         new = locales.target_locale(loc, target.locales, opts.locale_map)
         if new is None:
@@ -241,7 +242,7 @@ def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
         return Path(work_dir or 'pgdump')
     wd = workdir.prepare(work_dir or workdir.default_path(), reuse)
     if method == 'directory':  # pg_dump -Fd refuses a folder that exists; never delete a user's dump for it
-        dumps = (planner.files_for(wd, d.name, method).dump for d in dbs)
+        dumps = (make.files_for(wd, d.name, method).dump for d in dbs)
         old = [dump.name for dump in dumps if dump.exists()]
         if old:
             raise MigrationError(f"{wd} already holds {', '.join(old)} from an earlier dump.",
@@ -266,7 +267,7 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
         if create and opts.method == 'directory':  # the interrupted run's own partial dumps, in its work dir
             for name in resume.todo:
                 if f'{name}/dump' not in skip:
-                    shutil.rmtree(planner.files_for(Path(work_dir), name, 'directory').dump, ignore_errors=True)
+                    shutil.rmtree(make.files_for(Path(work_dir), name, 'directory').dump, ignore_errors=True)
     facts = facts or inspect(source, target, names or None)
     smajor, dbs, no_passwords = facts.source_major, facts.databases, facts.no_role_passwords
     if resume is not None:  # nothing left to do is not "every database"
@@ -279,23 +280,23 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     login = _login(target)
     created = {d.name: _as_created(d, facts.target, opts, login, opts.roles) for d in dbs}
     wd = _work_dir(work_dir, reuse_work_dir, create, [d for d in dbs if f'{d.name}/dump' not in skip], opts.method)
-    steps = planner.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
+    steps = make.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
     notes = {}
     for db in dbs:
-        files = planner.files_for(wd, db.name, opts.method)
+        files = make.files_for(wd, db.name, opts.method)
         as_created, owner, notes[db.name] = created[db.name]
-        create_steps = planner.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
+        create_steps = make.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
         if opts.method == 'plain':
-            steps += create_steps + planner.streamed_steps(toolset, source, target, db, wd, opts)
+            steps += create_steps + make.streamed_steps(toolset, source, target, db, wd, opts)
         elif opts.method == 'stream':
-            before, after = planner.stream_steps(toolset, source, target, db, wd, opts)
+            before, after = make.stream_steps(toolset, source, target, db, wd, opts)
             steps += before + create_steps + after
         else:
-            steps += planner.dump_steps(toolset, source, db, wd, opts) + create_steps
-            steps += planner.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
+            steps += make.dump_steps(toolset, source, db, wd, opts) + create_steps
+            steps += make.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
         steps += _properties(toolset, target, db.name, facts.properties.get(db.name), files, opts,
                              notes[db.name], created=bool(create_steps))
-    planner.link(steps, opts.jobs)
+    make.link(steps, opts.jobs)
     return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
                 tools_major_needed=max(smajor, tmajor), notes=notes, properties=facts.properties, resumed=resume,
                 skip=skip & {s.id for s in steps}, tables_done=tables_done)
@@ -315,7 +316,7 @@ def _properties(toolset, target, database, props, files, opts, notes, created: b
     statements, left_out = dbprops.statements(props, database, acl=not opts.no_acl)
     if left_out:
         notes['leftOut'] = [{'object': x, 'reason': dumpclean.LEFT_OUT_REASON} for x in left_out]
-    return planner.properties_step(toolset, target, database, statements, files)
+    return make.properties_step(toolset, target, database, statements, files)
 
 
 def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_work_dir=False,
@@ -324,10 +325,10 @@ def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_
     toolset = _choose_tools(smajor, pg_bin_dir)
     source = _for_utilities(source, toolset)
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
-    steps = planner.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
+    steps = make.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
-        steps += planner.dump_steps(toolset, source, db, wd, opts)
-    planner.link(steps, opts.jobs)
+        steps += make.dump_steps(toolset, source, db, wd, opts)
+    make.link(steps, opts.jobs)
     return Plan('dump', steps, toolset, wd, opts, dbs, source=source, source_major=smajor, tools_major_needed=smajor,
                 properties=props)
 
@@ -387,17 +388,17 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
     # A run onto an 18 target dumped statistics; restored elsewhere, a server before 18 has no function for them.
     opts = replace(opts, no_statistics=toolset.major >= STATISTICS_SINCE > tmajor)
     _check_existing(dbs, existing_dbs, opts)
-    steps = planner.roles_steps(toolset, target, target, wd, True)[1:] if opts.roles and has_roles else []
+    steps = make.roles_steps(toolset, target, target, wd, True)[1:] if opts.roles and has_roles else []
     login, notes = _login(target), {}
     for db in dbs:
         dump, fmt = inputs[db.name]
-        files = planner.files_for(wd, db.name, method)
+        files = make.files_for(wd, db.name, method)
         as_created, owner, notes[db.name] = _as_created(db, tgt, opts, login, opts.roles and has_roles)
-        create_steps = planner.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
+        create_steps = make.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
         steps += create_steps
-        steps += planner.restore_steps(toolset, target, db.name, dump, files, opts, plain=fmt == 'plain')
+        steps += make.restore_steps(toolset, target, db.name, dump, files, opts, plain=fmt == 'plain')
         steps += _properties(toolset, target, db.name, props.get(db.name), files, opts, notes[db.name],
                              created=bool(create_steps))
-    planner.link(steps, opts.jobs)
+    make.link(steps, opts.jobs)
     return Plan('restore', steps, toolset, wd, opts, dbs, target=target, target_major=tmajor,
                 tools_major_needed=needed, notes=notes)
