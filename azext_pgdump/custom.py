@@ -1,6 +1,7 @@
 """One function per verb: wire the management plane (arm/) to the data plane (pg/), return plain data."""
 import os
 import re
+import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -97,21 +98,41 @@ class _AzBar:
 
 
 def _fail_after_output(cmd, result):
-    """Print the result as usual, then exit non-zero: pipelines must see failed databases."""
-    if result.get('status') != 'failed':
+    """Print the result as usual, then exit non-zero: pipelines must see failed databases, and an interrupted
+    run exits as a process stopped by that signal does (128 + its number)."""
+    if result.get('status') not in ('failed', 'interrupted'):
         return
+    code = _interrupted_code(result)
 
     def exit_failed(_cli, **_):
-        raise SystemExit(1)
+        raise SystemExit(code)
     from knack.events import EVENT_CLI_SUCCESSFUL_EXECUTE
     cmd.cli_ctx.register_event(EVENT_CLI_SUCCESSFUL_EXECUTE, exit_failed)
     failed = [d['name'] for d in result.get('databases', []) if d.get('status') == 'failed']
-    if 'checks' in result:
+    if code != 1:
+        _log_interrupted(result)
+    elif 'checks' in result:
         logger.error('Some checks failed: %s.', ', '.join(c['name'] for c in result['checks'] if c['status'] == 'fail'))
     elif 'workDir' in result:
         _log_failures(result, failed)
     else:
         logger.error('The target differs from the source in %s.', ', '.join(failed))
+
+
+def _interrupted_code(result) -> int:
+    name = result.get('interrupted', {}).get('signal') if result.get('status') == 'interrupted' else None
+    try:
+        return 128 + int(getattr(signal, name))
+    except (TypeError, AttributeError):
+        return 1
+
+
+def _log_interrupted(result):
+    stop = result['interrupted']
+    where = stop.get('step') or {}
+    at = f" during {where.get('name')} of {where.get('database') or 'the roles'}" if where else ''
+    logger.error('Interrupted by %s%s; nothing was left running. Continue with --resume --work-dir %s.',
+                 stop.get('signal'), at, result.get('workDir'))
 
 
 def _log_failures(result, failed):

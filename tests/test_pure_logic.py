@@ -19,6 +19,10 @@ def test_newest_fitting_toolset_is_chosen(tmp_path):
                          fake_toolset(tmp_path / "c", "16.3")) for t in tools.discover(str(d))]
     assert [t.major for t in found] == [14, 17, 16]
     assert tools.choose(found, 16).version == "17.1"
+    # With a target, the fitting set closest to its major: 16 -> 16 meets no setting only 17's utilities write.
+    assert tools.choose(found, 16, closest_to=16).version == "16.3"
+    assert tools.choose(found, 14, closest_to=14).version == "14.2"
+    assert tools.choose(found, 17, closest_to=16).version == "17.1"   # the source is 17: 17 is the least
     with pytest.raises(tools.ToolsError, match="must be version 18 or newer.*14.2.*17.1"):
         tools.choose(found, 18)
 

@@ -100,7 +100,8 @@ def test_resume_keeps_a_finished_dump_and_a_stream_copy_whose_tables_exist():
     assert resumed_steps(resume('directory', {'db/dump': {'status': 'running'}}), 'directory') == (frozenset(), {})
     stream = {'db/restore-pre': {'status': 'done'}, 'db/copy': {'status': 'running', 'tablesDone': ['public.a']}}
     skip, tables = resumed_steps(resume('stream', stream), 'stream')
-    assert skip == {'db/drop', 'db/create', 'db/restore-schemas', 'db/restore-pre'} and tables == {'db': {'public.a'}}
+    assert skip == {'db/drop', 'db/create', 'db/footprint', 'db/restore-schemas', 'db/restore-pre'} and \
+        tables == {'db': {'public.a'}}
     # The last restore pass had begun: half of post-data is not built on; the database is made again.
     assert resumed_steps(resume('stream', dict(stream, **{'db/restore': {'status': 'running'}})), 'stream') == \
         (frozenset(), {})

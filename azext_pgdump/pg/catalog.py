@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from azext_pgdump.pg.endpoint import Endpoint
+from azext_pgdump.pg.endpoint import CLIENT_CHECK, CLIENT_CHECK_SINCE, Endpoint
 
 APPLICATION_NAME = 'azext_pgdump'
 # Databases that exist on every Azure server and are never migrated.
@@ -29,10 +29,13 @@ def connect(endpoint: Endpoint, dbname: str = 'postgres') -> psycopg.Connection:
     try:
         # Named, so that a DBA (or a test) can tell our sessions in pg_stat_activity. A lock held by someone
         # else (an ALTER TABLE on the source) is waited for as long as --timeout, not for ever.
-        return psycopg.connect(endpoint.conninfo(dbname), password=endpoint.current_password(), autocommit=True,
+        conn = psycopg.connect(endpoint.conninfo(dbname), password=endpoint.current_password(), autocommit=True,
                                application_name=APPLICATION_NAME, options=f'-c lock_timeout={endpoint.lock_wait()}')
     except psycopg.OperationalError as err:
         raise ConnectError(f'Cannot connect to {endpoint.name} as {endpoint.user}: {str(err).strip()}') from err
+    if conn.info.server_version >= CLIENT_CHECK_SINCE * 10000:  # known only now; an older server refuses the name
+        conn.execute(f'SET {CLIENT_CHECK}')
+    return conn
 
 
 def server_major(conn) -> int:

@@ -9,6 +9,10 @@ DEFAULT_TIMEOUT = 600
 KEEPALIVE_SECONDS = 10
 # libpq learnt tcp_user_timeout in PostgreSQL 12; older utilities refuse a connection string that has it.
 TCP_USER_TIMEOUT_SINCE = 12
+# A backend notices that its client died only when it next talks to it: an index build or a COPY of ours would
+# go on for minutes after a kill -9. From PostgreSQL 14 a user setting makes it check while a query runs.
+CLIENT_CHECK_SINCE = 14
+CLIENT_CHECK = 'client_connection_check_interval=2000'
 
 
 def _quote_conninfo(value: str) -> str:
@@ -66,6 +70,11 @@ class Endpoint:
         if self.sslrootcert:
             params['sslrootcert'] = self.sslrootcert
         return ' '.join(f'{k}={_quote_conninfo(v)}' for k, v in params.items())
+
+    def session_options(self, *settings: str) -> str:
+        """PGOPTIONS for a utility's session: `settings`, and on 14+ the check for a client that died."""
+        checks = [CLIENT_CHECK] if (self.major or 0) >= CLIENT_CHECK_SINCE else []
+        return ' '.join(f'-c {s}' for s in [*settings, *checks])
 
     def lock_wait(self) -> str:
         """For lock_timeout and pg_dump --lock-wait-timeout (milliseconds: every version reads them)."""

@@ -12,9 +12,16 @@ from azext_pgdump.pg.steps import Step
 
 def run_step(step: Step) -> dict:
     """What the in-process step did, for the report: the roles' clean-up, or what a dump's left out."""
-    if step.name == 'roles-clean':
-        return _clean_roles(step)
-    return {'leftOut': [{'object': x, 'reason': dumpclean.reason(x)} for x in _clean_dump(step)]}
+    action = step.action
+    if action.name == 'clean-roles':
+        return clean_roles_file(Path(action.option('input')), Path(action.option('output-file')),
+                                Path(action.option('existing-roles')), action.option('target-login'))
+    if action.name == 'clean-dump':
+        optional = {k: Path(action.option(k)) if action.option(k) else None for k in ('output-file', 'schemas-file')}
+        left_out = clean_dump_file(Path(action.option('input')), optional['output-file'], optional['schemas-file'],
+                                   statistics=not action.option('no-statistics'))
+        return {'leftOut': [{'object': x, 'reason': dumpclean.reason(x)} for x in left_out]}
+    raise ValueError(f'no in-process action {action.name!r}')
 
 
 def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) -> dict:
@@ -26,17 +33,6 @@ def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) 
     return {'created': cleaned.created, 'skippedExisting': cleaned.skipped_existing,
             'skippedService': cleaned.skipped_service, 'needPassword': cleaned.need_password,
             'droppedStatements': cleaned.dropped, 'file': str(output)}
-
-
-def _options(step: Step) -> dict:
-    """The step's az command line as options: --name=value, or --flag (an empty value)."""
-    return dict((a[2:].split('=', 1) + [''])[:2] for a in step.argv if a.startswith('--'))
-
-
-def _clean_roles(step: Step) -> dict:
-    args = _options(step)
-    return clean_roles_file(Path(args['input']), Path(args['output-file']), Path(args['existing-roles']),
-                            args['target-login'])
 
 
 def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path], statistics: bool = True) -> list:
@@ -70,10 +66,3 @@ def _open_output(path: Optional[Path]):
     if path is None or str(path) == '-':
         return os.fdopen(os.dup(sys.stdout.fileno()), 'wb')
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb')
-
-
-def _clean_dump(step: Step) -> list:
-    args = _options(step)
-    optional = {k: Path(args[k]) if k in args else None for k in ('output-file', 'schemas-file')}
-    return clean_dump_file(Path(args['input']), optional['output-file'], optional['schemas-file'],
-                           statistics='no-statistics' not in args)

@@ -6,13 +6,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from azext_pgdump.pg import catalog, dbprops, dumpclean, locales, roles, tools, workdir
+from azext_pgdump.pg import catalog, dbprops, dumpclean, locales, roles, state as run_state, tools, workdir
 from azext_pgdump.pg import steps as make
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
 from azext_pgdump.pg.steps import Options
 
-MANIFEST_FORMAT = 1
 # pg_dump --statistics and the functions that restore them (pg_restore_relation_stats) came with 18.
 STATISTICS_SINCE = 18
 
@@ -69,14 +68,14 @@ def select_databases(available: list, names: Optional[list]) -> list:
     return [by_name[n] for n in names]
 
 
-def _for_utilities(endpoint: Endpoint, toolset: tools.Toolset) -> Endpoint:
-    """Connection strings the chosen utilities' libpq understands."""
-    return replace(endpoint, client_major=toolset.major)
+def _for_utilities(endpoint: Endpoint, toolset: tools.Toolset, major: int) -> Endpoint:
+    """Connection strings the chosen utilities' libpq understands, and session settings the server knows."""
+    return replace(endpoint, client_major=toolset.major, major=major)
 
 
-def _choose_tools(needed: int, pg_bin_dir: Optional[str]) -> tools.Toolset:
+def _choose_tools(needed: int, pg_bin_dir: Optional[str], closest_to: Optional[int] = None) -> tools.Toolset:
     try:
-        return tools.choose(tools.discover(pg_bin_dir), needed, pg_bin_dir)
+        return tools.choose(tools.discover(pg_bin_dir), needed, pg_bin_dir, closest_to=closest_to)
     except tools.ToolsError as err:
         raise MigrationError(str(err), f'Install PostgreSQL {needed} client programs (for example '
                                        f'`apt-get install postgresql-client-{needed}`) or point --pg-bin-dir '
@@ -186,15 +185,15 @@ class Resume:
 
 
 def resume_state(wd: Path) -> Resume:
-    manifest = workdir.read_manifest(wd)
-    if manifest.get('format') != MANIFEST_FORMAT or manifest.get('mode') != 'run':
+    manifest = run_state.read_manifest(wd)   # `running` with its process gone reads `interrupted`
+    if manifest.get('format') not in run_state.READABLE or manifest.get('mode') != 'run':
         raise MigrationError(f'{wd} holds no run this version can resume.', 'Start a new run with another --work-dir.')
-    pid = manifest.get('pid')
-    if manifest.get('status') == 'running' and pid and _alive(pid):
-        raise MigrationError(f'Another run (process {pid}) is using {wd}.', 'Wait for it, or stop it first.')
+    if manifest.get('status') == run_state.RUNNING:
+        raise MigrationError(f"Another run (process {manifest.get('pid')}) is using {wd}.",
+                             'Wait for it, or stop it first.')
     previous = {d['name']: d for d in manifest.get('result', {}).get('databases', [])}
     names = [d['database']['name'] for d in manifest['databases']]
-    done = [previous[n] for n in names if previous.get(n, {}).get('status') == 'succeeded']
+    done = [previous[n] for n in names if previous.get(n, {}).get('status') == run_state.SUCCEEDED]
     tasks = manifest.get('tasks', {})
     # A createdb under way when the run was killed may have created it: ours either way.
     created = frozenset(n for n in names if f'{n}/create' in tasks
@@ -202,38 +201,35 @@ def resume_state(wd: Path) -> Resume:
     roles = manifest.get('result', {}).get('roles', {}).get('status')
     finished = {d['name'] for d in done}
     return Resume(done, [e for e in manifest['databases'] if e['database']['name'] in finished],
-                  [n for n in names if n not in finished], created - finished, roles in ('succeeded', 'skipped'),
+                  [n for n in names if n not in finished], created - finished,
+                  roles in (run_state.SUCCEEDED, run_state.SKIPPED),
                   manifest.get('method', ''), tasks)
 
 
 def resumed_steps(resume: Optional[Resume], method: str) -> tuple:
     """What of the unfinished databases an earlier run of the same method did that need not be done again:
-    (step ids, stream: database -> the tables it copied). A finished directory dump is restored from, not
-    dumped again. A stream copy whose tables were created continues table by table (those not finished are
-    emptied and copied again) unless its last restore pass had begun (then the database is made again:
-    half of post-data is not something to build on)."""
+    (step ids, stream: database -> the tables it copied). The roles are dumped and the target's roles
+    listed once: a resume restores the roles against the list from before the first run. A finished
+    directory dump is restored from, not dumped again. A stream copy whose tables were created continues
+    table by table (those not finished are emptied and copied again) unless its last restore pass had begun
+    (then what the run made is removed and made again: half of post-data is not something to build on)."""
     skip, tables = set(), {}
-    if resume is None or resume.method != method:
+    if resume is None:
         return frozenset(), tables
+    done = {i for i, t in resume.tasks.items() if run_state.step_status(t) == run_state.SUCCEEDED}
+    if not resume.roles_done:
+        skip |= {'roles-dump', 'roles-existing'} & done
+    if resume.method != method:
+        return frozenset(skip), tables
     for name in resume.todo:
         def state(step, name=name):
-            return resume.tasks.get(f'{name}/{step}', {}).get('status')
-        if method == 'directory' and state('dump') == 'done':
+            return run_state.step_status(resume.tasks.get(f'{name}/{step}'))
+        if method == 'directory' and state('dump') == run_state.SUCCEEDED:
             skip.add(f'{name}/dump')
-        if method == 'stream' and state('restore-pre') == 'done' and state('restore') is None:
-            skip |= {f'{name}/{step}' for step in ('drop', 'create', 'restore-schemas', 'restore-pre')}
+        if method == 'stream' and state('restore-pre') == run_state.SUCCEEDED and state('restore') is None:
+            skip |= {f'{name}/{step}' for step in ('drop', 'create', 'footprint', 'restore-schemas', 'restore-pre')}
             tables[name] = set(resume.tasks.get(f'{name}/copy', {}).get('tablesDone', []))
     return frozenset(skip), tables
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:
@@ -273,8 +269,8 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     if resume is not None:  # nothing left to do is not "every database"
         dbs = [d for d in dbs if d.name in resume.todo]
     tmajor, existing_dbs = facts.target.major, facts.target.existing
-    toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir)
-    source, target = _for_utilities(source, toolset), _for_utilities(target, toolset)
+    toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir, closest_to=tmajor)
+    source, target = _for_utilities(source, toolset, smajor), _for_utilities(target, toolset, tmajor)
     opts = replace(opts, statistics=toolset.major >= STATISTICS_SINCE and tmajor >= STATISTICS_SINCE)
     _check_existing(dbs, existing_dbs, opts)
     login = _login(target)
@@ -285,7 +281,9 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     for db in dbs:
         files = make.files_for(wd, db.name, opts.method)
         as_created, owner, notes[db.name] = created[db.name]
-        create_steps = make.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner)
+        creating = make.will_create(db.name, db.name in existing_dbs, opts)
+        create_steps = make.create_steps(toolset, target, as_created, db.name in existing_dbs, opts, owner) \
+            if creating else [make.footprint_step(target, db.name, wd, resume is not None)]
         if opts.method == 'plain':
             steps += create_steps + make.streamed_steps(toolset, source, target, db, wd, opts)
         elif opts.method == 'stream':
@@ -295,7 +293,7 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
             steps += make.dump_steps(toolset, source, db, wd, opts) + create_steps
             steps += make.restore_steps(toolset, target, db.name, files.dump, files, opts, plain=False)
         steps += _properties(toolset, target, db.name, facts.properties.get(db.name), files, opts,
-                             notes[db.name], created=bool(create_steps))
+                             notes[db.name], created=creating)
     make.link(steps, opts.jobs)
     return Plan('run', steps, toolset, wd, opts, dbs, source, target, smajor, tmajor,
                 tools_major_needed=max(smajor, tmajor), notes=notes, properties=facts.properties, resumed=resume,
@@ -323,7 +321,7 @@ def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_
               pg_bin_dir=None, create=True) -> Plan:
     smajor, dbs, no_passwords, props = _source_facts(source, names)
     toolset = _choose_tools(smajor, pg_bin_dir)
-    source = _for_utilities(source, toolset)
+    source = _for_utilities(source, toolset, smajor)
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = make.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
     for db in dbs:
@@ -363,8 +361,8 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         has_roles, method = False, 'plain' if fmt == 'plain' else 'directory'
     else:
         wd = Path(work_dir).resolve()
-        manifest = workdir.read_manifest(wd)
-        if manifest.get('format') != MANIFEST_FORMAT or manifest.get('mode') not in ('dump', 'run'):
+        manifest = run_state.read_manifest(wd)
+        if manifest.get('format') not in run_state.READABLE or manifest.get('mode') not in ('dump', 'run'):
             raise MigrationError(f'{wd} holds a migration.json this version cannot read.',
                                  'Dump again with this version of the extension.')
         if manifest.get('method') == 'stream':
@@ -372,8 +370,9 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
                                  'no data files to restore from.',
                                  'Dump with `az postgres dumprestore dump` (or run --method directory) to get files.')
         unfinished = [d['name'] for d in manifest.get('result', {}).get('databases', []) if d['status'] != 'succeeded']
-        if manifest.get('status') != 'succeeded' or unfinished:
-            raise MigrationError(f"The dump in {wd} did not finish{': ' + ', '.join(unfinished) if unfinished else ''}"
+        if manifest.get('status') != run_state.SUCCEEDED or unfinished:
+            how = 'was interrupted' if manifest.get('status') == run_state.INTERRUPTED else 'did not finish'
+            raise MigrationError(f"The dump in {wd} {how}{': ' + ', '.join(unfinished) if unfinished else ''}"
                                  '; restoring it would give a partial copy.',
                                  'Run `az postgres dumprestore dump` again.')
         dbs = select_databases([Database(**d['database']) for d in manifest['databases']], names)
@@ -383,8 +382,8 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         needed = max(tmajor, manifest['utilitiesMajor'])
         has_roles, method = (wd / 'roles.raw.sql').exists(), manifest['method']
     opts = replace(opts, method=method)
-    toolset = _choose_tools(needed, pg_bin_dir)
-    target = _for_utilities(target, toolset)
+    toolset = _choose_tools(needed, pg_bin_dir, closest_to=tmajor)
+    target = _for_utilities(target, toolset, tmajor)
     # A run onto an 18 target dumped statistics; restored elsewhere, a server before 18 has no function for them.
     opts = replace(opts, no_statistics=toolset.major >= STATISTICS_SINCE > tmajor)
     _check_existing(dbs, existing_dbs, opts)

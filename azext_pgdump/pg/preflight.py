@@ -22,7 +22,7 @@ def _ok(name, message):
 def utilities(found: list, source_major: int, target_major: int, pg_bin_dir=None) -> Check:
     needed = max(source_major, target_major)
     try:
-        chosen = tools.choose(found, needed, pg_bin_dir)
+        chosen = tools.choose(found, needed, pg_bin_dir, closest_to=target_major)
         return _ok('utilities', f'PostgreSQL {chosen.version} utilities in {chosen.bindir} fit both servers '
                                 f'({source_major} and {target_major}).')
     except tools.ToolsError as err:

@@ -53,7 +53,10 @@ class Runner:
 
     def _env(self, step: Step) -> dict:
         endpoint = self.endpoints.get(step.side)
-        return {**os.environ, **step.env, **(endpoint.secret_env() if endpoint else {})}
+        if endpoint is None:
+            return {**os.environ, **step.env}
+        options = ' '.join(o for o in (step.env.get('PGOPTIONS', ''), endpoint.session_options()) if o)
+        return {**os.environ, **step.env, **({'PGOPTIONS': options} if options else {}), **endpoint.secret_env()}
 
     def run(self, step: Step) -> StepResult:
         if step.pipe:

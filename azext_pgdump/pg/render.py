@@ -3,16 +3,14 @@
 No password is ever printed: bash and PowerShell read it with a hidden prompt into a variable, cmd
 expects it set beforehand; each command gets it as PGPASSWORD in its own environment."""
 import shlex
+from dataclasses import replace
 
 from azext_pgdump.pg import stream
-from azext_pgdump.pg.steps import Step, clean_dump_argv
+from azext_pgdump.pg.steps import Step, clean_dump
 from azext_pgdump.pg.workdir import file_stem
 
 PROMPT_VARS = {'source': 'SOURCE_PGPASSWORD', 'target': 'TARGET_PGPASSWORD'}
 CHECKED_PROGRAMS = ('pg_dump', 'pg_dumpall', 'pg_restore', 'psql')
-STOP_ON_FAILURE = frozenset({'roles-dump', 'roles-existing', 'roles-clean', 'dump', 'drop', 'create', 'transfer',
-                             'restore-list', 'restore-clean'})
-LOGGED_STEPS = ('restore', 'roles-restore', 'transfer', 'properties')
 
 
 def ps_quote(arg: str) -> str:
@@ -77,7 +75,9 @@ class Bash(_Shell):
         return ' '.join(words)
 
     def command(self, step: Step):
-        if step.name == 'copy':
+        if not step.argv and step.kind == 'action':
+            return '# (done by run only, nothing to paste)'
+        if step.kind == 'copy':
             return self._copy(step)
         if step.name == 'dump-schema':
             return self._dump_schema(step)
@@ -86,7 +86,7 @@ class Bash(_Shell):
             if step.pipe else self._one(step)
         # Like run: stop at a failed dump, drop or create. A restore goes on (pg_restore exits 1 on harmless
         # errors); its errors log is read next.
-        return line + (' || exit 1' if step.name in STOP_ON_FAILURE else '')
+        return line + (' || exit 1' if step.stops_script else '')
 
     def _tables_file(self, step: Step) -> str:
         return str(self.plan.workdir / f'{file_stem(step.database)}.tables')
@@ -164,11 +164,13 @@ class PowerShell(_Shell):
         if self.password_var(step):
             cleanup.append('$env:PGPASSWORD = $userPGPASSWORD')  # never remove a variable the user had set
         line = '; '.join(self._env(step) + [' '.join(words)] + ['$code = $LASTEXITCODE'] + cleanup)
-        if step.name in STOP_ON_FAILURE:
+        if step.stops_script:
             line += f"\nif ($code -ne 0) {{ Write-Error {ps_quote(f'{step.description} failed')}; exit $code }}"
         return line
 
     def command(self, step: Step):
+        if not step.argv:
+            return '# (done by run only, nothing to paste)'
         if step.pipe:  # PowerShell pipes text, not bytes: write the file, then restore from it
             return '\n'.join(self._one(s) for s in [step, *_from_file(step)])
         return self._one(step)
@@ -206,11 +208,13 @@ class Cmd(_Shell):
             words.append(f'{_redirect(step)} {cmd_quote(step.stderr)}')
         unset = [f'set "{k}="' for k in step.env] + (['set "PGPASSWORD="'] if sets else [])
         check = [f'if errorlevel 1 (echo {cmd_quote(step.description + " failed")} & exit /b 1)'] \
-            if step.name in STOP_ON_FAILURE else []
+            if step.stops_script else []
         # the check first: `set` clears errorlevel
         return '\n'.join(sets + [' '.join(words)] + check + unset)
 
     def command(self, step: Step):
+        if not step.argv:
+            return 'REM (done by run only, nothing to paste)'
         if step.pipe:
             return '\n'.join(self._one(s) for s in [step, *_from_file(step)])
         return self._one(step)
@@ -249,14 +253,13 @@ def _from_file(step: Step) -> list:
     if step.filter:
         cleaned = f'{source[:-4] if source.endswith(".sql") else source}.restore.sql'
         steps.append(Step('restore-clean', 'Leave Azure service objects out and set owners last', 'target',
-                          clean_dump_argv(source, cleaned), database=restore.database))
+                          action=clean_dump(source, cleaned), database=restore.database, stops_script=True))
         source = cleaned
-    return steps + [Step(restore.name, restore.description, restore.side, restore.argv + [f'--file={source}'],
-                         database=restore.database, stderr=restore.stderr, env=restore.env)]
+    return steps + [replace(restore, argv=restore.argv + [f'--file={source}'])]
 
 
 def render(plan, shell: str = 'bash') -> str:
-    if shell != 'bash' and any(s.name == 'copy' for s in plan.steps):
+    if shell != 'bash' and any(s.kind == 'copy' for s in plan.steps):
         raise ValueError('The stream method is rendered for bash only; use --method directory or plain for '
                          f'{shell}.')
     sh = SHELLS[shell](plan)
@@ -268,7 +271,7 @@ def render(plan, shell: str = 'bash') -> str:
     for step in plan.steps:
         lines.append(f'{c} {step.description}')
         lines.append(sh.command(step))
-        if step.name in LOGGED_STEPS:
+        if step.logged:
             lines.append(sh.check_log((step.pipe or step).stderr))
     return '\n'.join(lines) + '\n'
 

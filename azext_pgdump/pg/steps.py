@@ -21,6 +21,35 @@ RESTORE_ENV = {'PGOPTIONS': '-c synchronous_commit=off'}
 ALWAYS_PRESENT = frozenset({'postgres'})
 
 
+@dataclass(frozen=True)
+class Action:
+    """Work `run` does itself (kind 'action'): its name and arguments. The same work is an az command of that
+    name (clean-roles, clean-dump), which is what show-commands prints; None for work only a run does."""
+    name: str
+    args: tuple = ()               # (option, value) pairs; value True for a flag
+    command: bool = True           # an az command does the same (False: only a run needs it, a script does not)
+
+    def __post_init__(self):  # paths as text: the plan is printed as JSON
+        object.__setattr__(self, 'args', tuple((k, str(v) if isinstance(v, Path) else v) for k, v in self.args))
+
+    def option(self, key: str, default=None):
+        return dict(self.args).get(key, default)
+
+    def argv(self) -> list:
+        if not self.command:
+            return []
+        return ['az', 'postgres', 'dumprestore', self.name] + [
+            f'--{k}' if v is True else f'--{k}={v}' for k, v in self.args if v is not None and v is not False]
+
+
+# How a step is done, and how its end is judged: data the scheduler, the recording, resume and the renderers
+# read, instead of each matching step names.
+KINDS = ('program', 'pipe', 'action', 'copy')
+JUDGES = ('exit',    # its exit code
+          'log',     # its errors log (pg/errorlog.py): real errors, or an exit only they could explain
+          'later')   # its errors log is judged with the restore pass after it, which appends to the same log
+
+
 @dataclass
 class Step:
     name: str                      # roles-dump, roles-clean, roles-restore, drop, create, dump, restore, analyze
@@ -39,22 +68,41 @@ class Step:
     id: str = ''                   # unique in the plan: '<database>/<name>', or the name of a roles step
     after: list = field(default_factory=list)   # ids of the steps that must have ended before this one starts
     uses: dict = field(default_factory=dict)    # side -> connections it holds there while it runs
+    kind: str = 'program'          # one of KINDS
+    judge: str = 'exit'            # one of JUDGES
+    stops_script: bool = False     # a pasted script stops when it fails (a dump, a createdb); a restore goes on
+    writes_dump: bool = False      # reads the source (in the run's snapshot) and writes the dump the result names
+    action: Optional[Action] = None  # kind 'action': what run does in-process
+
+    def __post_init__(self):
+        if self.action is not None:
+            self.kind = 'action'
+            self.argv = self.action.argv()
+        elif self.pipe is not None:
+            self.kind = 'pipe'
 
     @property
     def in_process(self) -> bool:
-        """Done by `run` itself; the argv is the same work as an az command, for show-commands (the stream
-        method's copy is rendered as per-table pipelines instead)."""
-        return self.name == 'copy' or (bool(self.argv) and self.argv[0] == 'az')
+        """Done by `run` itself: no program, no password (the stream copy is rendered as per-table pipelines)."""
+        return self.kind in ('action', 'copy')
 
     @property
     def needs_password(self) -> bool:
         """A PostgreSQL utility logging in as `side` (not an in-process clean-up)."""
         return bool(self.argv) and not self.in_process
 
+    @property
+    def logged(self) -> bool:
+        """Its errors log is worth reading after it (a script greps it; the run judges it)."""
+        return self.judge == 'log' or (self.pipe is not None and self.pipe.judge == 'log')
+
     def as_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if v not in (None, {}, [], '') and k != 'pipe'}
+        out = {k: v for k, v in asdict(self).items()
+               if v not in (None, {}, [], '', False) and k not in ('pipe', 'action')}
         if self.pipe:
             out['pipe'] = self.pipe.as_dict()
+        if self.action:
+            out['action'] = {'name': self.action.name, 'args': {k: v for k, v in self.action.args}}
         return out
 
 
@@ -90,13 +138,14 @@ def files_for(workdir: Path, database: str, method: str) -> DatabaseFiles:
                          errors_log=workdir / f'{stem}.errors.log', stem=workdir / stem)
 
 
-def clean_dump_argv(source: Path, output: Optional[Path] = None, schemas: Optional[Path] = None,
-                    statistics: bool = True) -> list:
+def clean_dump(source, output=None, schemas=None, statistics: bool = True) -> Action:
     """The in-process clean-up of a dump (pg/dumpclean.py), as the az command that does the same."""
-    argv = ['az', 'postgres', 'dumprestore', 'clean-dump', f'--input={source}']
-    argv += [f'--output-file={output}'] if output else []
-    argv += [] if statistics else ['--no-statistics']
-    return argv + ([f'--schemas-file={schemas}'] if schemas else [])
+    return Action('clean-dump', (('input', source), ('output-file', output), ('no-statistics', not statistics),
+                                 ('schemas-file', schemas)))
+
+
+def clean_dump_argv(source, output=None, schemas=None, statistics: bool = True) -> list:
+    return clean_dump(source, output, schemas, statistics).argv()
 
 
 def psql_restore(tools: Toolset, *args: str) -> list:
@@ -126,18 +175,19 @@ def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Pat
     existing = workdir / 'existing_roles.txt'
     login = target.user.rsplit('@', 1)[0] if target.kind == 'single' else target.user
     return [
-        Step('roles-dump', 'Dump roles with pg_dumpall', 'source', dumpall, output=str(raw)),
+        Step('roles-dump', 'Dump roles with pg_dumpall', 'source', dumpall, output=str(raw), stops_script=True,
+             writes_dump=True),
         Step('roles-existing', 'List the roles the target has already', 'target',
              [tools.path('psql'), '-X', '-A', '-t', '-c', 'SELECT rolname FROM pg_roles ORDER BY 1',
-              f'--dbname={target.conninfo("postgres")}'], stdout=str(existing)),
+              f'--dbname={target.conninfo("postgres")}'], stdout=str(existing), stops_script=True),
         # Done in-process by `run`; the argv is the same work as a command, for show-commands.
         Step('roles-clean', 'Remove Azure service roles, superuser-only attributes and existing roles',
-             'target', ['az', 'postgres', 'dumprestore', 'clean-roles', f'--input={raw}', f'--output-file={cleaned}',
-                        f'--existing-roles={existing}', f'--target-login={login}'],
-             output=str(cleaned), input=str(raw)),
+             'target', action=Action('clean-roles', (('input', raw), ('output-file', cleaned),
+                                                     ('existing-roles', existing), ('target-login', login))),
+             output=str(cleaned), input=str(raw), stops_script=True),
         Step('roles-restore', 'Create the roles on the target', 'target',
              psql_restore(tools, f'--file={cleaned}', f'--dbname={target.conninfo("postgres")}'),
-             stderr=str(workdir / 'roles.errors.log')),
+             stderr=str(workdir / 'roles.errors.log'), judge='log'),
     ]
 
 
@@ -150,7 +200,7 @@ def dump_steps(tools: Toolset, source: Endpoint, db: Database, workdir: Path, op
         argv += ['--format=directory', f'--jobs={opts.jobs}', '--compress=0', f'--file={files.dump}']
     argv.append(f'--dbname={source.conninfo(db.name)}')
     return [Step('dump', f'Dump {db.name}', 'source', argv, database=db.name, output=str(files.dump),
-                 stderr=str(workdir / f'{file_stem(db.name)}.dump.log'))]
+                 stderr=str(workdir / f'{file_stem(db.name)}.dump.log'), stops_script=True, writes_dump=True)]
 
 
 def will_create(name: str, exists: bool, opts: Options) -> bool:
@@ -167,7 +217,7 @@ def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, o
         return steps
     if exists and (opts.if_exists == 'drop' or db.name in opts.ours_to_drop):
         steps.append(Step('drop', f'Drop the existing {db.name} on the target', 'target',
-                          [tools.path('dropdb'), maintenance, db.name], database=db.name))
+                          [tools.path('dropdb'), maintenance, db.name], database=db.name, stops_script=True))
     argv = [tools.path('createdb'), maintenance, '--template=template0', f'--encoding={db.encoding}']
     argv += [f'--owner={owner}'] if owner else []
     if db.locale_provider == 'i' and db.icu_locale:
@@ -177,8 +227,19 @@ def create_steps(tools: Toolset, target: Endpoint, db: Database, exists: bool, o
     argv += [f'--lc-collate={db.collate}'] if db.collate else []
     argv += [f'--lc-ctype={db.ctype}'] if db.ctype else []
     argv.append(db.name)
-    steps.append(Step('create', f'Create {db.name} on the target', 'target', argv, database=db.name))
+    steps.append(Step('create', f'Create {db.name} on the target', 'target', argv, database=db.name,
+                      stops_script=True))
     return steps
+
+
+def footprint_step(target: Endpoint, database: str, workdir: Path, resume: bool) -> Step:
+    """A database the run does not create (`postgres`, --if-exists reuse): before the run first writes into it,
+    what it holds is noted; a resumed run first removes what the interrupted one made there (pg/footprint.py)."""
+    path = workdir / f'{file_stem(database)}.before.json'
+    what = f'Remove what the interrupted run made in {database}' if resume else \
+        f'Note what {database} holds before the run writes into it'
+    return Step('footprint', what, 'target', database=database,
+                action=Action('footprint', (('file', str(path)), ('undo', resume)), command=False))
 
 
 def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, files: DatabaseFiles,
@@ -188,27 +249,27 @@ def restore_steps(tools: Toolset, target: Endpoint, database: str, dump: Path, f
     if plain:
         cleaned = files.beside('.restore.sql')
         steps = [Step('restore-clean', f'Leave Azure service objects out of {database} and set owners last',
-                      'target', clean_dump_argv(dump, cleaned, statistics=not opts.no_statistics),
-                      database=database, input=str(dump),
-                      output=str(cleaned)),
+                      'target', action=clean_dump(dump, cleaned, statistics=not opts.no_statistics),
+                      database=database, input=str(dump), output=str(cleaned), stops_script=True),
                  Step('restore', f'Restore {database}', 'target', psql_restore(tools, f'--file={cleaned}', dbarg),
-                      database=database, stderr=log, env=dict(RESTORE_ENV), input=str(dump))]
+                      database=database, stderr=log, env=dict(RESTORE_ENV), input=str(dump), judge='log')]
     else:
         listing, schemas = files.beside('.toc.list'), files.beside('.toc.schemas.list')
         rest = files.beside('.toc.rest.list')
         flags = _owner_acl_flags(opts) + (['--no-statistics'] if opts.no_statistics else [])
         steps = [Step('restore-list', f'List what the dump of {database} holds', 'target',
                       [tools.path('pg_restore'), '--list', f'--file={listing}', str(dump)], database=database,
-                      output=str(listing)),
+                      output=str(listing), stops_script=True),
                  Step('restore-clean', f'Leave Azure service objects out of {database}; schemas and grants first',
-                      'target', clean_dump_argv(listing, rest, schemas), database=database, input=str(listing),
-                      output=str(rest)),
+                      'target', action=clean_dump(listing, rest, schemas), database=database, input=str(listing),
+                      output=str(rest), stops_script=True),
                  Step('restore-schemas', f'Restore the schemas of {database} and their grants', 'target',
                       [tools.path('pg_restore'), *flags, f'--use-list={schemas}', dbarg, str(dump)],
-                      database=database, stderr=log, env=dict(RESTORE_ENV), input=str(dump)),
+                      database=database, stderr=log, env=dict(RESTORE_ENV), input=str(dump), judge='later'),
                  Step('restore', f'Restore {database}', 'target',
                       [tools.path('pg_restore'), *flags, f'--jobs={opts.jobs}', f'--use-list={rest}', dbarg, str(dump)],
-                      database=database, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(dump))]
+                      database=database, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(dump),
+                      judge='log')]
     return steps + [analyze_step(tools, target, database, opts)]
 
 
@@ -239,7 +300,7 @@ def properties_step(tools: Toolset, target: Endpoint, database: str, statements:
         return []
     argv = psql_restore(tools, *[a for s in statements for a in ('-c', s)], f'--dbname={target.conninfo("postgres")}')
     return [Step('properties', f'Give {database} the grants, settings and comment it has on the source', 'target',
-                 argv, database=database, stderr=str(files.beside('.properties.log')))]
+                 argv, database=database, stderr=str(files.beside('.properties.log')), judge='log')]
 
 
 def streamed_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Database, workdir: Path,
@@ -251,12 +312,12 @@ def streamed_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Datab
             f'--dbname={source.conninfo(db.name)}']
     restore = Step('restore', f'Restore {db.name}', 'target',
                    psql_restore(tools, f'--dbname={target.conninfo(db.name)}'), database=db.name,
-                   stderr=str(files.errors_log), env=dict(RESTORE_ENV), input=str(files.dump))
+                   stderr=str(files.errors_log), env=dict(RESTORE_ENV), input=str(files.dump), judge='log')
     # The file keeps what pg_dump wrote; psql gets it without Azure service objects, owners last.
     transfer = Step('transfer', f'Dump {db.name} and restore it as it streams', 'source', dump, database=db.name,
                     stdout=str(files.dump), output=str(files.dump),
                     stderr=str(workdir / f'{file_stem(db.name)}.dump.log'), pipe=restore,
-                    filter=clean_dump_argv(Path('-')))
+                    filter=clean_dump_argv(Path('-')), stops_script=True, writes_dump=True)
     return [transfer, analyze_step(tools, target, db.name, opts)]
 
 
@@ -277,25 +338,28 @@ def stream_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Databas
                    [tools.path('pg_dump'), *flags, *_statistics(opts), *_lock_wait(source), '--format=custom',
                     '--compress=0',
                     ALL_TABLE_DATA, f'--file={files.dump}', f'--dbname={source.conninfo(db.name)}'],
-                   database=db.name, output=str(files.dump), stderr=str(files.beside('.dump.log')))]
+                   database=db.name, output=str(files.dump), stderr=str(files.beside('.dump.log')), stops_script=True,
+                   writes_dump=True)]
     after = [
         Step('restore-list', f'List what the schema of {db.name} holds', 'target',
              [tools.path('pg_restore'), '--list', f'--file={listing}', str(files.dump)], database=db.name,
-             output=str(listing)),
+             output=str(listing), stops_script=True),
         Step('restore-clean', f'Leave Azure service objects out of {db.name}; schemas and grants first', 'target',
-             clean_dump_argv(listing, rest, schemas), database=db.name, input=str(listing), output=str(rest)),
+             action=clean_dump(listing, rest, schemas), database=db.name, input=str(listing), output=str(rest),
+             stops_script=True),
         Step('restore-schemas', f'Restore the schemas of {db.name} and their grants', 'target',
              [*restore, f'--use-list={schemas}', dbarg, str(files.dump)], database=db.name, stderr=log,
-             env=dict(RESTORE_ENV), input=str(files.dump)),
+             env=dict(RESTORE_ENV), input=str(files.dump), judge='later'),
         Step('restore-pre', f'Create the tables and types of {db.name}', 'target',
              [*restore, '--section=pre-data', f'--use-list={rest}', dbarg, str(files.dump)], database=db.name,
-             stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump)),
+             stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump), judge='later'),
         Step('copy', f'Copy every table of {db.name} from source to target, {opts.jobs} at a time', 'source',
-             [], database=db.name, input=str(rest), output=str(final)),
+             [], database=db.name, input=str(rest), output=str(final), kind='copy'),
         Step('restore', f'Restore the rest of {db.name}: sequences, large objects, constraints, triggers, grants',
              'target', [*restore, '--section=data', '--section=post-data', f'--jobs={opts.jobs}',
                         f'--use-list={final}', dbarg, str(files.dump)],
-             database=db.name, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump)),
+             database=db.name, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump),
+             judge='log'),
         analyze_step(tools, target, db.name, opts)]
     return before, after
 
@@ -321,7 +385,7 @@ def link(steps: list, jobs: int) -> list:
 
 def connections(step: Step, jobs: int) -> dict:
     """How many connections a step holds on each server: what the executor's per-server budget counts."""
-    if step.name == 'copy':
+    if step.kind == 'copy':
         return {'source': jobs, 'target': jobs}
     if step.pipe is not None:
         return {step.side: 1, step.pipe.side: 1}

@@ -281,13 +281,14 @@ class _Worker:
         steps = ['BEGIN', *empty, copy_in, 'COMMIT'] if empty else [copy_in]
         writer = [self.psql, '-X', '-v', 'ON_ERROR_STOP=1', *(a for step in steps for a in ('-c', step)),
                   f'--dbname={self.target.conninfo(self.database)}']
-        env = dict(os.environ, PGOPTIONS=f'-c lock_timeout={self.source.lock_wait()}', **self.source.secret_env())
+        env = dict(os.environ, PGOPTIONS=self.source.session_options(f'lock_timeout={self.source.lock_wait()}'),
+                   **self.source.secret_env())
         # The reader's stderr goes to a file: a pipe nobody reads until the end could fill and stall it.
         with tempfile.TemporaryFile() as reader_err, \
                 children.started(reader, stdout=subprocess.PIPE, stderr=reader_err, stdin=subprocess.DEVNULL,
                                  env=env) as out:
             with children.started(writer, stdin=out.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=dict(os.environ, PGOPTIONS='-c synchronous_commit=off',
+                                  env=dict(os.environ, PGOPTIONS=self.target.session_options('synchronous_commit=off'),
                                            **self.target.secret_env())) as into:
                 out.stdout.close()  # the writer holds the pipe now; the reader gets SIGPIPE if it dies
                 written, into_err = into.communicate()

@@ -92,10 +92,15 @@ def discover(explicit: Optional[str] = None, system: str = sys.platform, environ
     return [t for t in (_version_of(d, system) for d in candidate_dirs(explicit, system, environ)) if t]
 
 
-def choose(found: Iterable[Toolset], needed_major: int, explicit: Optional[str] = None) -> Toolset:
-    """The newest set whose major version is at least `needed_major` (the newer of both servers)."""
+def choose(found: Iterable[Toolset], needed_major: int, explicit: Optional[str] = None,
+           closest_to: Optional[int] = None) -> Toolset:
+    """A set whose major version is at least `needed_major` (the newer of both servers): with a target, the one
+    closest to the target's major (a 15 -> 15 move then never meets settings only 18's pg_restore writes, such
+    as transaction_timeout), else the newest."""
     found = list(found)
     fitting = sorted((t for t in found if t.major >= needed_major), key=lambda t: t.major, reverse=True)
+    if closest_to is not None:
+        fitting.sort(key=lambda t: abs(t.major - closest_to))
     if fitting:
         return fitting[0]
     seen = ', '.join(f'{t.version} in {t.bindir}' for t in found) or 'none'

@@ -1,6 +1,5 @@
 """The work directory: dumps, cleaned roles, error logs and a manifest that says what they are."""
 import hashlib
-import json
 import os
 import re
 import time
@@ -37,22 +36,31 @@ def prepare(path: Path, reuse: bool) -> Path:
     return path
 
 
-def write_manifest(path: Path, manifest: dict) -> None:
-    """Whole or not at all (a full disk leaves the previous manifest), private like everything here."""
-    tmp = path / (MANIFEST + '.tmp')
+def private_file(path: Path, text: str) -> None:
+    """Whole or not at all, and on the disk before we go on (a full disk or a crash leaves the previous
+    file); private like everything here."""
+    tmp = path.with_name(path.name + '.tmp')
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
-            f.write(json.dumps(manifest, indent=2, sort_keys=True))
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.replace(path / MANIFEST)
+    tmp.replace(path)
+    _fsync_dir(path.parent)
 
 
-def read_manifest(path: Path) -> dict:
+def _fsync_dir(path: Path) -> None:
+    """The rename itself survives a crash only once the directory is on the disk (not on Windows)."""
     try:
-        return json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError as err:
-        raise WorkDirError(f'{path} holds no {MANIFEST}: it was not written by `dump` or `run`.') from err
-    except ValueError as err:
-        raise WorkDirError(f'{path / MANIFEST} is damaged: {err}.') from err
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
