@@ -47,6 +47,7 @@ class RunState:
         self.status = RUNNING
         self.stop: Optional[dict] = None   # how the run was stopped: signal, the steps under way
         self.error: Optional[str] = None   # an unexpected exception, as the result says it
+        self._flush: Optional[threading.Timer] = None   # a pending save of tables copied since the last one
         self.roles = {'status': PENDING if plan.opts.roles else SKIPPED}
         self.dbs = {d.name: {'name': d.name, 'status': PENDING, 'method': plan.opts.method, 'durations': {},
                              **(plan.notes or {}).get(d.name, {})}
@@ -104,8 +105,18 @@ class RunState:
             # A table that took longer than a manifest write is worth one; small ones are saved in batches.
             due = time.monotonic() - self.saved_at >= TABLES_SAVE_INTERVAL or \
                 entry['seconds'] + entry.get('indexSeconds', 0) >= TABLES_SAVE_INTERVAL / 4
+            if not due and self._flush is None:  # the batch is saved within the interval, whatever comes next
+                self._flush = threading.Timer(TABLES_SAVE_INTERVAL, self._flush_tables)
+                self._flush.daemon = True
+                self._flush.start()
         if due:
             self.save()
+
+    def _flush_tables(self) -> None:
+        with self.lock:  # held across the save: the final result is never overwritten by a late batch
+            self._flush = None
+            if self.status == RUNNING:
+                self.save()
 
     def step_ended(self, step, seconds: float) -> bool:
         """The step's task ends as its record says; a database whose last step ended well has succeeded.
