@@ -150,6 +150,10 @@ examples:
     text: >
       az postgres dumprestore clean-roles --input roles.raw.sql --output-file roles.sql
       --target-login pgadmin --existing-roles existing_roles.txt
+  - name: The same for a run that was interrupted after it had created some of the roles.
+    text: >
+      az postgres dumprestore clean-roles --input roles.raw.sql --output-file roles.sql
+      --target-login pgadmin --existing-roles existing_roles.txt --may-exist
 """
 
 helps['postgres dumprestore clean-dump'] = """

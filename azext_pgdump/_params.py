@@ -72,6 +72,9 @@ def load_arguments(self, _):
         c.argument('existing_roles', options_list=['--existing-roles'],
                    help='A file with the roles the target has, one per line (psql -At -c "SELECT rolname FROM '
                         'pg_roles"): they are not created again.')
+        c.argument('may_exist', options_list=['--may-exist'], action='store_true',
+                   help='A role the file creates may exist already (made by an earlier, interrupted run of the '
+                        'same migration): it is then left as it is, and its attributes and memberships are set.')
 
     with self.argument_context('postgres dumprestore clean-dump') as c:
         c.argument('input_file', options_list=['--input'],

@@ -274,11 +274,13 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
     return removed
 
 
-def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None):  # pylint: disable=unused-argument
+def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None,  # pylint: disable=unused-argument
+                may_exist=False):
     """The roles clean-up of `run` as a command of its own, for the scripts show-commands prints."""
     try:
         return inprocess.clean_roles_file(Path(input_file), Path(output_file),
-                                          Path(existing_roles) if existing_roles else None, target_login)
+                                          Path(existing_roles) if existing_roles else None, target_login,
+                                          bool(may_exist))
     except OSError as err:
         raise FileOperationError(str(err), recommendation='Check --input, --output and --existing-roles.') from err
 

@@ -24,10 +24,6 @@ HARMLESS = [
     ('unknown-parameter', re.compile(r'^unrecognized configuration parameter "transaction_timeout"$'),
      re.compile(r'^SET transaction_timeout = ', re.I),
      'a SET written by a newer pg_dump for a setting the target does not have'),
-    # The roles file leaves out the roles the target had before the run; one that exists now was made by an
-    # earlier, interrupted run of the same migration (its attributes and memberships follow the CREATE).
-    ('role-made-before', re.compile(r'^role ".*" already exists$'), re.compile(r'^CREATE ROLE ', re.I),
-     'made by an earlier run of this migration that was interrupted'),
 ]
 # A restore that lost its server: always real, whatever the exit code.
 _CONNECTION_LOST = re.compile(r'server closed the connection unexpectedly|SSL SYSCALL error|connection to server '

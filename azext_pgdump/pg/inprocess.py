@@ -15,7 +15,8 @@ def run_step(step: Step) -> dict:
     action = step.action
     if action.name == 'clean-roles':
         return clean_roles_file(Path(action.option('input')), Path(action.option('output-file')),
-                                Path(action.option('existing-roles')), action.option('target-login'))
+                                Path(action.option('existing-roles')), action.option('target-login'),
+                                bool(action.option('may-exist')))
     if action.name == 'clean-dump':
         optional = {k: Path(action.option(k)) if action.option(k) else None for k in ('output-file', 'schemas-file')}
         left_out = clean_dump_file(Path(action.option('input')), optional['output-file'], optional['schemas-file'],
@@ -24,11 +25,11 @@ def run_step(step: Step) -> dict:
     raise ValueError(f'no in-process action {action.name!r}')
 
 
-def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str) -> dict:
+def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str, may_exist: bool = False) -> dict:
     """What the roles-clean step does, in `run` and in `az postgres dumprestore clean-roles`."""
     existing = {line.strip() for line in existing_roles.read_text(encoding='utf-8-sig').splitlines()} - {''} \
         if existing_roles else set()
-    cleaned = roles.clean(raw.read_text(encoding='utf-8'), existing, login)
+    cleaned = roles.clean(raw.read_text(encoding='utf-8'), existing, login, may_exist)
     write_private(output, cleaned.sql.encode('utf-8'))  # role definitions can carry password hashes
     return {'created': cleaned.created, 'skippedExisting': cleaned.skipped_existing,
             'skippedService': cleaned.skipped_service, 'needPassword': cleaned.need_password,

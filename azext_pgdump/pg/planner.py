@@ -276,7 +276,8 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     login = _login(target)
     created = {d.name: _as_created(d, facts.target, opts, login, opts.roles) for d in dbs}
     wd = _work_dir(work_dir, reuse_work_dir, create, [d for d in dbs if f'{d.name}/dump' not in skip], opts.method)
-    steps = make.roles_steps(toolset, source, target, wd, no_passwords) if opts.roles else []
+    steps = make.roles_steps(toolset, source, target, wd, no_passwords, resumed=resume is not None) \
+        if opts.roles else []
     notes = {}
     for db in dbs:
         files = make.files_for(wd, db.name, opts.method)

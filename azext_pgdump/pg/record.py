@@ -40,7 +40,7 @@ def record(step, ended: Ended) -> dict:
             out['defaults'] = {'dumpPath': step.input, 'dumpBytes': ended.written}
         out.update(_judged(step, ended.log, max([ended.exit, *ended.earlier_exits]), ended.error))
     elif step.judge == 'exit' and ended.exit != 0:
-        out.update(status=FAILED, failedStep=step.name, error=ended.error)
+        out.update(status=FAILED, failedStep=step.name, error=ended.error or f'exit code {ended.exit}')
     if step.writes_dump and out.get('status') == FAILED and 'failedLog' not in out:
         out['failedLog'] = step.stderr
     return out
@@ -63,7 +63,8 @@ def _judged(step, log: Optional[ErrorReport], exit_code: int, error: str) -> dic
     out = {key: log.as_dict(), f'{key}Log': step.stderr}
     if log.failed(exit_code):
         out.update(status=FAILED, failedStep='properties' if key != 'errors' else 'restore',
-                   error=log.first_problem() or error, failedLog=step.stderr)
+                   error=log.first_problem() or error or f'exit code {exit_code}, and nothing in its log says why',
+                   failedLog=step.stderr)
     return out
 
 

@@ -43,7 +43,8 @@ def _granted_roles(words: list) -> tuple:
     return granted, grantees
 
 
-def clean(script: str, existing_roles, target_login: str) -> CleanedRoles:
+def clean(script: str, existing_roles, target_login: str, may_exist: bool = False) -> CleanedRoles:
+    """`may_exist`: a resumed run's roles file, whose roles the interrupted run may have created already."""
     existing = {r for r in existing_roles} | {target_login}
     result = CleanedRoles(sql='')
     skip = set()
@@ -64,6 +65,9 @@ def clean(script: str, existing_roles, target_login: str) -> CleanedRoles:
                 result.skipped_existing.append(name)
                 continue
             result.created.append(name)
+            if may_exist:
+                keep.append(_unless_exists(stmt.text))
+                continue
         elif head[:2] == ['ALTER', 'ROLE'] or head[:3] == ['COMMENT', 'ON', 'ROLE'] or \
                 head[:2] == ['SECURITY', 'LABEL']:
             name = _role_of(words, 3 if head[0] == 'COMMENT' else 2)
@@ -96,6 +100,11 @@ def clean(script: str, existing_roles, target_login: str) -> CleanedRoles:
              for r in result.created]
     result.sql = ''.join(s + ';\n' for s in keep)
     return result
+
+
+def _unless_exists(create: str) -> str:
+    """CREATE ROLE has no IF NOT EXISTS: a role already there is left as it is (its ALTER ROLE follows)."""
+    return f'DO $azext$BEGIN {create}; EXCEPTION WHEN duplicate_object THEN NULL; END$azext$'
 
 
 def _rewrite(text: str, words: list, kept: list) -> str:

@@ -169,7 +169,8 @@ class _Run:
         if children.stopping():  # stopped by us, not failed: the state says "interrupted"
             raise children.Stopped('interrupted')
         exits = self.exits.setdefault(step.database, [])
-        out = record.record(step, self._ended(step, result, tuple(exits)))
+        # The passes before it that append to its errors log are judged with it.
+        out = record.record(step, self._ended(step, result, tuple(exits) if step.stderr_append else ()))
         if step.judge == 'later':
             exits.append(result.returncode)
         self.state.update(step, out)

@@ -167,7 +167,10 @@ def _lock_wait(source: Endpoint) -> list:
     return [f'--lock-wait-timeout={source.lock_wait()}']
 
 
-def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Path, no_passwords: bool) -> list:
+def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Path, no_passwords: bool,
+                resumed: bool = False) -> list:
+    """`resumed`: the roles an interrupted run created may exist (and are not the user's: the list of the
+    target's roles is the one from before that run)."""
     raw, cleaned = workdir / 'roles.raw.sql', workdir / 'roles.sql'
     dumpall = [tools.path('pg_dumpall'), '--roles-only', f'--file={raw}', f'--dbname={source.conninfo("postgres")}']
     if no_passwords:
@@ -183,7 +186,8 @@ def roles_steps(tools: Toolset, source: Endpoint, target: Endpoint, workdir: Pat
         # Done in-process by `run`; the argv is the same work as a command, for show-commands.
         Step('roles-clean', 'Remove Azure service roles, superuser-only attributes and existing roles',
              'target', action=Action('clean-roles', (('input', raw), ('output-file', cleaned),
-                                                     ('existing-roles', existing), ('target-login', login))),
+                                                     ('existing-roles', existing), ('target-login', login),
+                                                     ('may-exist', resumed))),
              output=str(cleaned), input=str(raw), stops_script=True),
         Step('roles-restore', 'Create the roles on the target', 'target',
              psql_restore(tools, f'--file={cleaned}', f'--dbname={target.conninfo("postgres")}'),
