@@ -2,7 +2,7 @@
 """Packaging of the `pgdump` Azure CLI extension (az postgres dumprestore)."""
 from setuptools import find_packages, setup
 
-VERSION = '0.4.0'
+VERSION = '0.5.0'
 
 CLASSIFIERS = [
     'Development Status :: 4 - Beta',

@@ -100,12 +100,15 @@ short-summary: Remove temporary firewall rules that a killed run left behind.
 long-summary: >
   run, dump and restore open a firewall rule named azext-pgdump-<time>-<random> when a server refuses this
   machine, and remove it when they end, also on error, Ctrl-C and SIGTERM. Only a killed process (kill -9)
-  or a lost machine can leave one behind. This command removes those rules, and only those.
+  or a lost machine can leave one behind. This command removes those rules, and only those. With --work-dir
+  it also marks the manifest of a killed run as interrupted (the steps it was in, each database's status).
 examples:
   - name: Remove leftover rules from a Flexible Server.
     text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver
   - name: Only rules older than two hours, while other migrations may be running.
     text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver --older-than 120
+  - name: After a kill -9 of a run, its rules and its manifest.
+    text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver --work-dir ./pgdump-20261201-101500
   - name: The same for a server given by its resource ID, showing what was removed as a table.
     text: >
       az postgres dumprestore cleanup -o table --ids

@@ -61,6 +61,9 @@ def load_arguments(self, _):
         c.argument('older_than', options_list=['--older-than'], type=float,
                    help='Only rules at least this many minutes old, so that a migration still running elsewhere '
                         'keeps its rule. Default: 0 (every rule this tool created).')
+        c.argument('work_dir', options_list=['--work-dir'],
+                   help='Also the work dir of a run that was killed: its manifest, still saying "running", is '
+                        'rewritten as interrupted (what --resume and restore read it as anyway).')
 
     with self.argument_context('postgres dumprestore clean-roles') as c:
         c.argument('input_file', options_list=['--input'], help='The file pg_dumpall --roles-only wrote.')

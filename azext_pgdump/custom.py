@@ -16,6 +16,7 @@ from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg import (catalog, dumpclean, inprocess, locales, planner, preflight, progress, render, run,
                              workdir)
+from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.steps import Options
 from azext_pgdump.pg.verify import verify as verify_databases
@@ -263,8 +264,11 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
             target_database, databases, pg_bin_dir), dry_run)
 
 
-def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None, older_than=0):
+def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None, older_than=0,
+            work_dir=None):
     """Remove the temporary firewall rules a killed run left behind; rules this tool did not create stay."""
+    if work_dir:
+        _mark_killed_run(Path(work_dir))
     server = servers.get_server(cmd.cli_ctx, _server_ref(resource_group_name, server_name, server_type, ids))
     removed = []
     for rule in firewall.leftover_rules(cmd.cli_ctx, server, float(older_than or 0)):
@@ -272,6 +276,19 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
         removed.append({'name': rule.name, 'startIpAddress': rule.start_ip_address,
                         'endIpAddress': rule.end_ip_address, 'server': server.name})
     return removed
+
+
+def _mark_killed_run(work_dir: Path) -> None:
+    try:
+        marked = run_state.mark_interrupted(work_dir)
+    except workdir.WorkDirError as err:
+        raise FileOperationError(str(err), recommendation='Pass the --work-dir of the run that was killed.') from err
+    if marked is None:
+        logger.warning('The run in %s was not killed: its manifest says %s.', work_dir,
+                       run_state.read_manifest(work_dir).get('status'))
+    else:
+        logger.warning('The run in %s was killed; its manifest now says interrupted. Continue it with '
+                       '`az postgres dumprestore run --resume --work-dir %s` and the same servers.', work_dir, work_dir)
 
 
 def clean_roles(cmd, input_file, output_file, target_login, existing_roles=None,  # pylint: disable=unused-argument

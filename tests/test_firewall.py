@@ -256,8 +256,14 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(gated, tmp_path
     kept = gated.az.json("postgres", "dumprestore", "cleanup", "-g", RESOURCE_GROUP, "-s", "flex1",
                          "--older-than", "60")
     assert kept == [] and left[0] in gated.flexible.firewall_rules  # too young: a run may still use it
-    removed = gated.az.json("postgres", "dumprestore", "cleanup", "-g", RESOURCE_GROUP, "-s", "flex1")
+    wd = tmp_path / "wd"
+    assert json.loads((wd / "migration.json").read_text())["status"] == "running"   # as the kill left it
+    removed = gated.az.json("postgres", "dumprestore", "cleanup", "-g", RESOURCE_GROUP, "-s", "flex1",
+                            "--work-dir", str(wd))
     assert [r["name"] for r in removed] == left
+    manifest = json.loads((wd / "migration.json").read_text())   # and the killed run reads as what it is
+    assert manifest["status"] == manifest["result"]["status"] == "interrupted" and "pid" not in manifest
+    assert [t["status"] for t in manifest["tasks"].values() if t["status"] not in ("succeeded",)] == ["interrupted"]
     assert list(gated.flexible.firewall_rules) == ["office"]
     gated.az.json("postgres", "dumprestore", "cleanup", "--ids", gated.single.id)
     assert not gated.single.firewall_rules

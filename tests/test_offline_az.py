@@ -9,7 +9,7 @@ SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 def test_extension_installed_from_wheel_in_private_dir(az):
     ext = json.loads(az.run("extension", "show", "--name", "pgdump", "-o", "json").stdout)
     version = re.search(r"VERSION = '([^']+)'", SETUP.read_text()).group(1)
-    assert ext["version"] == version == "0.4.0" and ext["path"].startswith(az.env["AZURE_EXTENSION_DIR"])
+    assert ext["version"] == version == "0.5.0" and ext["path"].startswith(az.env["AZURE_EXTENSION_DIR"])
     assert ext["extensionType"] == "whl" and ext["metadata"]["azext.isPreview"] is True
 
 

@@ -75,11 +75,13 @@ class Bash(_Shell):
         return ' '.join(words)
 
     def command(self, step: Step):
+        if step.kind == 'action' and step.action.name == 'list-tables':
+            return self._list_tables(step)
         if not step.argv and step.kind == 'action':
             return '# (done by run only, nothing to paste)'
         if step.kind == 'copy':
             return self._copy(step)
-        if step.name == 'dump-schema':
+        if stream.ALL_TABLE_DATA in step.argv:
             return self._dump_schema(step)
         middle = ' '.join(shlex.quote(a) for a in step.filter) + ' | ' if step.filter else ''
         line = f'{self._one(step)} | tee {shlex.quote(step.stdout)} | {middle}{self._one(step.pipe)}' \
@@ -91,16 +93,20 @@ class Bash(_Shell):
     def _tables_file(self, step: Step) -> str:
         return str(self.plan.workdir / f'{file_stem(step.database)}.tables')
 
-    def _dump_schema(self, step: Step):
-        """pg_dump leaves out the data of exactly the tables the copy moves (materialized views keep theirs)."""
-        plan, var = self.plan, self.password_var(step)
+    def _list_tables(self, step: Step):
+        """The tables the copy moves, largest first (a script cannot share run's snapshot)."""
+        plan = self.plan
+        var = self.password_var(Step('x', '', 'source', ['psql']))
         listing = [str(plan.tools.bindir / 'psql'), '-X', '-At', '-c', stream.LIST_TABLES_FOR_SCRIPTS,
                    f'--dbname={plan.source.conninfo(step.database)}']
         pw = f'PGPASSWORD="${var}" ' if var else ''
+        return f'{pw}{" ".join(shlex.quote(a) for a in listing)} > {shlex.quote(self._tables_file(step))} || exit 1'
+
+    def _dump_schema(self, step: Step):
+        """pg_dump leaves out the data of exactly the tables the copy moves (materialized views keep theirs)."""
         dump = Step(step.name, step.description, step.side, [a for a in step.argv if a != stream.ALL_TABLE_DATA],
                     database=step.database, stderr=step.stderr)
         return '\n'.join([
-            f'{pw}{" ".join(shlex.quote(a) for a in listing)} > {shlex.quote(self._tables_file(step))} || exit 1',
             f'mapfile -t tables < {shlex.quote(self._tables_file(step))}; excluded=()',
             'for t in "${tables[@]}"; do excluded+=("--exclude-table-data=$t"); done',
             f'{self._one(dump)} "${{excluded[@]}}" || exit 1'])

@@ -95,6 +95,8 @@ class _Run:
             if action.name == 'footprint':
                 go = footprint.undo if action.option('undo') else footprint.take
                 out = go(self.plan.target, step.database, Path(action.option('file')))
+            elif action.name == 'list-tables':
+                out = self.snapshots.list_tables(step.database, Path(action.option('output')))
             else:
                 out = inprocess.run_step(step)
         except (OSError, ValueError, psycopg.Error, catalog.ConnectError) as err:
@@ -106,7 +108,7 @@ class _Run:
         """The stream method's data: every table, in the snapshot the schema was dumped in. Resumed, the
         tables an earlier run finished are left as they are; the others are emptied and copied again."""
         plan, snapshots, started = self.plan, self.snapshots, time.monotonic()
-        parts = snapshots.tables.pop(step.database)
+        parts = stream.load_parts(step.action.option('tables'))   # what list-tables read in the snapshot
         resuming = step.database in plan.tables_done
         earlier = plan.tables_done.get(step.database, set())
         done_before = [p for p in parts if p.table.qualified in earlier]

@@ -1,6 +1,7 @@
 """The source read in one snapshot per database: pg_dump reads it (--snapshot), the stream copy reads it, and
 verify counts the source in it, so writes during the migration cannot raise false alarms."""
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional
 
 import psycopg
@@ -15,7 +16,7 @@ class Snapshots:
     and verify counts the source in it, so writes during the migration cannot raise false alarms."""
 
     def __init__(self, plan, enabled: bool):
-        self.plan, self.open, self.tables = plan, {}, {}
+        self.plan, self.open = plan, {}
         self.enabled = enabled and plan.source is not None   # --verify
         # The stream method reads everything in one snapshot, verified or not.
         self.exporting = self.enabled or (plan.opts.method == 'stream' and plan.source is not None)
@@ -23,33 +24,46 @@ class Snapshots:
     def snapshot(self, database: str) -> Optional[str]:
         return self.open.get(database, (None, None))[1]
 
-    def step_for(self, step: Step) -> Step:
-        if not self.exporting or not step.writes_dump or not step.database:
-            return step
-        conn = catalog.connect(self.plan.source, step.database)  # ConnectError: the step fails
+    def export(self, database: str):
+        """The database's snapshot, exported once: its connection holds it open for the steps that read it."""
+        if database in self.open:
+            return self.open[database]
+        conn = catalog.connect(self.plan.source, database)  # ConnectError: the step fails
         try:
             conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
             snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
-            self.open[step.database] = (conn, snapshot)
-            argv = step.argv + [f'--snapshot={snapshot}']
-            if stream.ALL_TABLE_DATA in argv:  # the stream method's schema: its tables are copied, not dumped
-                argv = self._without_table_data(step.database, conn, argv)
         except psycopg.Error as err:  # a lock held past --timeout, a lost server: the step fails
-            self.release(step.database)
             conn.close()
-            raise catalog.ConnectError(f'Could not read {step.database} in one snapshot: {str(err).strip()}') \
-                from err
-        return replace(step, argv=argv)
+            raise catalog.ConnectError(f'Could not read {database} in one snapshot: {str(err).strip()}') from err
+        self.open[database] = (conn, snapshot)
+        return conn, snapshot
 
-    def _without_table_data(self, database, conn, argv) -> list:
-        """The stream method copies the tables' data itself: pg_dump leaves out exactly those (not the
-        materialized views, whose REFRESH it must keep), as read in the snapshot."""
-        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
-        tables = stream.read_tables(conn, self.plan.source_major)
-        opts = self.plan.opts
-        self.tables[database] = stream.split(conn, tables, opts.split_bytes, opts.jobs, self.plan.source_major)
-        excludes = [f'--exclude-table-data={stream.pattern(t)}' for t in tables]
-        return [a for a in argv if a != stream.ALL_TABLE_DATA] + excludes
+    def list_tables(self, database: str, path: Path) -> dict:
+        """The stream method's list-tables step: the tables (and ranges of big ones) the copy moves, as read in
+        the snapshot, into the file the schema dump and the copy read."""
+        conn, _ = self.export(database)
+        try:
+            conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+            tables = stream.read_tables(conn, self.plan.source_major)
+            opts = self.plan.opts
+            parts = stream.split(conn, tables, opts.split_bytes, opts.jobs, self.plan.source_major)
+        except psycopg.Error as err:
+            self.release(database)
+            raise catalog.ConnectError(f'Could not list the tables of {database}: {str(err).strip()}') from err
+        stream.save_parts(path, parts)
+        return {}
+
+    def step_for(self, step: Step) -> Step:
+        """A dump reads the database's snapshot; the stream method's schema leaves out the data of exactly the
+        tables its list-tables step listed (not the materialized views, whose REFRESH it must keep)."""
+        if not self.exporting or not step.writes_dump or not step.database:
+            return step
+        argv = step.argv + [f'--snapshot={self.export(step.database)[1]}']
+        if stream.ALL_TABLE_DATA in argv:
+            tables = {p.table.oid: p.table for p in stream.load_parts(step.input)}.values()
+            argv = [a for a in argv if a != stream.ALL_TABLE_DATA] + \
+                [f'--exclude-table-data={stream.pattern(t)}' for t in tables]
+        return replace(step, argv=argv)
 
     def verify(self, database: str) -> dict:
         _, snapshot = self.open.get(database, (None, None))

@@ -76,7 +76,7 @@ class Step:
 
     def __post_init__(self):
         if self.action is not None:
-            self.kind = 'action'
+            self.kind = 'action' if self.kind == 'program' else self.kind
             self.argv = self.action.argv()
         elif self.pipe is not None:
             self.kind = 'pipe'
@@ -335,15 +335,19 @@ def stream_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Databas
     files = files_for(workdir, db.name, 'stream')
     listing, schemas = files.beside('.toc.list'), files.beside('.toc.schemas.list')
     rest, final = files.beside('.toc.rest.list'), files.beside('.toc.final.list')
+    tables = str(files.beside('.tables.json'))   # list-tables writes it; the schema dump and the copy read it
     dbarg, log = f'--dbname={target.conninfo(db.name)}', str(files.errors_log)
     flags = _owner_acl_flags(opts)
     restore = [tools.path('pg_restore'), *flags]
-    before = [Step('dump-schema', f'Dump the schema of {db.name} (no table data) in an exported snapshot', 'source',
+    before = [Step('list-tables', f'List the tables of {db.name} to copy, in an exported snapshot', 'source',
+                   database=db.name, output=tables, stops_script=True,
+                   action=Action('list-tables', (('output', tables),), command=False)),
+              Step('dump-schema', f'Dump the schema of {db.name} (no table data) in an exported snapshot', 'source',
                    [tools.path('pg_dump'), *flags, *_statistics(opts), *_lock_wait(source), '--format=custom',
                     '--compress=0',
                     ALL_TABLE_DATA, f'--file={files.dump}', f'--dbname={source.conninfo(db.name)}'],
                    database=db.name, output=str(files.dump), stderr=str(files.beside('.dump.log')), stops_script=True,
-                   writes_dump=True)]
+                   writes_dump=True, input=tables)]
     after = [
         Step('restore-list', f'List what the schema of {db.name} holds', 'target',
              [tools.path('pg_restore'), '--list', f'--file={listing}', str(files.dump)], database=db.name,
@@ -358,7 +362,8 @@ def stream_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Databas
              [*restore, '--section=pre-data', f'--use-list={rest}', dbarg, str(files.dump)], database=db.name,
              stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump), judge='later'),
         Step('copy', f'Copy every table of {db.name} from source to target, {opts.jobs} at a time', 'source',
-             [], database=db.name, input=str(rest), output=str(final), kind='copy'),
+             database=db.name, input=str(rest), output=str(final), kind='copy',
+             action=Action('copy', (('tables', tables),), command=False)),
         Step('restore', f'Restore the rest of {db.name}: sequences, large objects, constraints, triggers, grants',
              'target', [*restore, '--section=data', '--section=post-data', f'--jobs={opts.jobs}',
                         f'--use-list={final}', dbarg, str(files.dump)],

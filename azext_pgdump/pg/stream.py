@@ -6,6 +6,7 @@ free), while other tables still load.
 A worker holds one source and one target connection for all the tables it copies (a TLS login costs
 tens of milliseconds; thousands of tables must not cost thousands of logins). COPY blocks pass through
 unparsed: binary for tables of built-in types, text (which crosses any major versions) for the others."""
+import json
 import os
 import subprocess
 import tempfile
@@ -13,6 +14,7 @@ import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import psycopg
@@ -21,6 +23,7 @@ from psycopg import sql
 from azext_pgdump.pg import catalog, children
 from azext_pgdump.pg.endpoint import Endpoint
 from azext_pgdump.pg.progress import status_text
+from azext_pgdump.pg.workdir import private_file
 
 # Tables at least this large go psql -> psql (two logins, no Python per row); smaller ones through the
 # worker's own connections. Measured (py-spy, the benchmark's realistic shape): the relay costs about 5 us of
@@ -162,6 +165,23 @@ class Part:
     where: Optional[sql.Composable] = None   # None: the whole table
     bytes: int = 0
     of: int = 1                              # how many parts the table has
+
+
+def save_parts(path, parts: list) -> None:
+    """The copy's work list, as the list-tables step writes it and the copy reads it (one table's parts share
+    one Table)."""
+    tables = {p.table.oid: p.table for p in parts}
+    data = {'tables': [asdict(t) for t in tables.values()],
+            'parts': [{'table': p.table.oid, 'where': p.where.as_string(None) if p.where is not None else None,
+                       'bytes': p.bytes, 'of': p.of} for p in parts]}
+    private_file(Path(path), json.dumps(data))
+
+
+def load_parts(path) -> list:
+    data = json.loads(Path(path).read_text())
+    tables = {t['oid']: Table(**t) for t in data['tables']}
+    return [Part(tables[p['table']], sql.SQL(p['where']) if p['where'] is not None else None, p['bytes'], p['of'])
+            for p in data['parts']]
 
 
 def split(conn, tables: list, larger_than: int, parts: int, major: int) -> list:

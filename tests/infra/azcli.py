@@ -65,6 +65,9 @@ class AzCli:
             AZURE_CORE_COLLECT_TELEMETRY="false", AZURE_CORE_SURVEY_MESSAGE="false",
             AZURE_EXTENSION_USE_DYNAMIC_INSTALL="no", AZURE_CORE_NO_COLOR="true",
             AZURE_CORE_DISABLE_PROGRESS_BAR="true", REQUESTS_CA_BUNDLE=str(certs.ca),
+            # `python -m azure.cli` would put the working directory first on sys.path: run from a checkout, az
+            # would import the extension from the source tree instead of the wheel it installed.
+            PYTHONSAFEPATH="1",
             IDENTITY_ENDPOINT=f"{emulator.url}/msi/token", IDENTITY_HEADER=self.identity_header)
         self.env = dict(self.base_env, HTTPS_PROXY=f"http://127.0.0.1:{self.trap.port}",
                         HTTP_PROXY=f"http://127.0.0.1:{self.trap.port}", NO_PROXY="127.0.0.1,localhost",
