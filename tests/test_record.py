@@ -78,3 +78,18 @@ def test_an_action_is_data_and_renders_as_the_az_command_that_does_the_same():
     assert step.argv == ['az', 'postgres', 'dumprestore', 'clean-roles', '--input=r.sql', '--may-exist']
     only_run = Step('footprint', 'f', 'target', action=Action('footprint', (('file', 'x'),), command=False))
     assert only_run.argv == [] and only_run.as_dict()['action'] == {'name': 'footprint', 'args': {'file': 'x'}}
+
+
+def test_a_resume_drops_only_what_the_interrupted_run_made_owners_first():
+    from azext_pgdump.pg import footprint
+    before = {'pg_namespace': [2200], 'pg_class': [16400]}
+    now = {'pg_class': {16400: ('table', 'public.users_own'), 16500: ('table', 'public.t'),
+                        16501: ('index', 'public.t_pkey')},
+           'pg_namespace': {2200: ('schema', 'public'), 16600: ('schema', 'app')},
+           'pg_extension': {16700: ('extension', 'citext')},
+           'pg_type': {16800: ('domain', 'public.d')},
+           'pg_largeobject_metadata': {16900: ('large object', '16900')}}
+    text = [s.as_string(None) for _, _, s in footprint.statements(before, now)]
+    assert text == ['DROP EXTENSION IF EXISTS citext CASCADE', 'DROP SCHEMA IF EXISTS app CASCADE',
+                    'DROP TABLE IF EXISTS public.t CASCADE',   # its index goes with it; the user's table stays
+                    'DROP DOMAIN IF EXISTS public.d CASCADE', "SELECT pg_catalog.lo_unlink(16900)"]

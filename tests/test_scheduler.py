@@ -64,6 +64,16 @@ def test_small_steps_of_different_databases_run_at_once_and_done_steps_are_not_r
     assert clock.most == 3 and set(clock.spans) == {'a/dump', 'b/dump', 'c/dump'}
 
 
+def test_a_step_an_earlier_run_finished_is_passed_over_only_in_its_turn():
+    """Resumed: `create` is not done again, but the listing after it must still wait for the dump before it
+    (it reads the file the dump writes)."""
+    steps = link([step('d', 'dump'), step('d', 'create', 'target'), step('d', 'restore-list', 'target')], jobs=2)
+    clock = Clock()
+    Scheduler(steps, {'source': 2, 'target': 2}, clock, done={'d/create'}).run()
+    assert set(clock.spans) == {'d/dump', 'd/restore-list'}
+    assert clock.spans['d/restore-list'][0] >= clock.spans['d/dump'][1]
+
+
 def test_a_failing_step_stops_every_child_and_is_raised():
     started = threading.Event()
     procs = []

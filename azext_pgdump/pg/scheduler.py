@@ -17,7 +17,10 @@ class Scheduler:
         self.steps = steps
         self.limits = limits              # side -> connections the run may hold there at once (--jobs)
         self.run_step = run_step
-        self.ended = set(done)            # ids: finished now, or by an earlier run (--resume)
+        self.ended = set()                # ids: finished now, or (see done) passed over in their turn
+        # ids an earlier run finished (--resume): not done again, but passed over only in their turn, once what
+        # they come after has ended (a resumed listing must not read a dump that is still being written).
+        self.done = set(done)
         self.running: dict = {}           # id -> thread
         self.interrupted: list = []       # ids of the steps under way when the run was stopped
         self.stop_wait = stop_wait
@@ -26,15 +29,17 @@ class Scheduler:
         self._errors: list = []
 
     def run(self) -> None:
-        waiting = [s for s in self.steps if s.id not in self.ended]
+        waiting = list(self.steps)
         try:
             with self._cond:
-                while waiting or self.running:
+                while True:
                     if self._errors:
                         raise self._errors[0]
                     for step in self._startable(waiting):
                         waiting.remove(step)
                         self._start(step)
+                    if not (waiting or self.running):
+                        return
                     self._cond.wait(timeout=1.0)
         except BaseException:
             self._stop()
@@ -52,9 +57,12 @@ class Scheduler:
 
     def _startable(self, waiting: list) -> list:
         out = []
-        for step in waiting:  # plan order: roles and the first databases first
+        for step in list(waiting):  # plan order: roles and the first databases first (and `after` is earlier)
             need = self._need(step)
-            if all(a in self.ended for a in step.after) and all(self._free.get(s, n) >= n for s, n in need.items()):
+            if step.id in self.done and all(a in self.ended for a in step.after):
+                waiting.remove(step)
+                self.ended.add(step.id)
+            elif all(a in self.ended for a in step.after) and all(self._free.get(s, n) >= n for s, n in need.items()):
                 for side, n in need.items():
                     self._free[side] = self._free.get(side, n) - n
                 out.append(step)

@@ -175,45 +175,7 @@ class RunState:
         return self.roles['status'] == FAILED or any(d['status'] == FAILED for d in self.dbs.values())
 
     def result(self, extra: Optional[dict] = None) -> dict:
-        plan, resumed = self.plan, self.plan.resumed
-        carried = [dict(d, resumed='finished by an earlier run; not migrated again') for d in resumed.done] \
-            if resumed else []
-        out = {'status': self.status, 'mode': plan.mode}
-        if resumed:
-            out['resumed'] = {
-                'finishedBefore': [d['name'] for d in resumed.done], 'migratedNow': resumed.todo,
-                'note': 'The databases migrated now read the source in a new snapshot, not the one of the earlier '
-                        'run: run `az postgres dumprestore verify` (or run --verify) if the source was written to '
-                        'meanwhile.'}
-        if self.stop:
-            out['interrupted'] = self.stop
-        if self.error:
-            out['error'] = self.error
-        out.update({'workDir': str(plan.workdir), 'method': plan.opts.method, 'jobs': plan.opts.jobs,
-                    'utilities': {'version': plan.tools.version, 'bindir': str(plan.tools.bindir)},
-                    'sourceMajor': plan.source_major, 'targetMajor': plan.target_major,
-                    'roles': self.roles, 'databases': carried + list(self.dbs.values()),
-                    'durationSeconds': round(time.monotonic() - self.started, 2), **(extra or {})})
-        return copy.deepcopy(out)
-
-    def manifest(self, result: Optional[dict] = None) -> dict:
-        plan = self.plan
-        fmt = 'plain' if plan.opts.method == 'plain' else 'directory'
-        data = {'format': FORMAT, 'tool': 'azext_pgdump', 'status': self.status, 'mode': plan.mode,
-                'method': plan.opts.method, 'utilitiesMajor': plan.tools.major, 'updatedAt': time.time(),
-                'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
-                'databases': (plan.resumed.done_entries if plan.resumed else []) + [
-                    {'database': asdict(d), 'format': fmt,
-                     'dump': make.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
-                     **({'properties': plan.properties[d.name].as_dict()} if d.name in (plan.properties or {})
-                        else {})}
-                    for d in plan.databases],
-                'tasks': copy.deepcopy(self.tasks), 'result': result or self.result()}
-        if self.status == RUNNING:
-            data['pid'] = os.getpid()
-        if self.stop:  # where it stopped, at the top for people reading the file
-            data.update(interruptedSteps=self.stop['steps'], interruptedStep=self.stop['step'])
-        return data
+        return result_of(self, extra)
 
     def save(self, result: Optional[dict] = None) -> None:
         """Written as it happens: after a kill -9 (no chance to write anything), --resume still knows which
@@ -228,10 +190,55 @@ class RunState:
                     if result is not None:
                         private_file(self.plan.workdir / 'restore-result.json', json.dumps(result, indent=2))
                     return
-                write_manifest(self.plan.workdir, self.manifest(result))
+                write_manifest(self.plan.workdir, manifest_of(self, result))
             except OSError as err:
                 self.progress(f'Could not update the state in {self.plan.workdir}: {err.strerror or err}. '
                               '--resume still continues this run.')
+
+
+def result_of(state: RunState, extra: Optional[dict] = None) -> dict:
+    """The result az prints, as the state has it now."""
+    plan, resumed = state.plan, state.plan.resumed
+    carried = [dict(d, resumed='finished by an earlier run; not migrated again') for d in resumed.done] \
+        if resumed else []
+    out = {'status': state.status, 'mode': plan.mode}
+    if resumed:
+        out['resumed'] = {
+            'finishedBefore': [d['name'] for d in resumed.done], 'migratedNow': resumed.todo,
+            'note': 'The databases migrated now read the source in a new snapshot, not the one of the earlier '
+                    'run: run `az postgres dumprestore verify` (or run --verify) if the source was written to '
+                    'meanwhile.'}
+    if state.stop:
+        out['interrupted'] = state.stop
+    if state.error:
+        out['error'] = state.error
+    out.update({'workDir': str(plan.workdir), 'method': plan.opts.method, 'jobs': plan.opts.jobs,
+                'utilities': {'version': plan.tools.version, 'bindir': str(plan.tools.bindir)},
+                'sourceMajor': plan.source_major, 'targetMajor': plan.target_major,
+                'roles': state.roles, 'databases': carried + list(state.dbs.values()),
+                'durationSeconds': round(time.monotonic() - state.started, 2), **(extra or {})})
+    return copy.deepcopy(out)
+
+
+def manifest_of(state: RunState, result: Optional[dict] = None) -> dict:
+    """What the work dir keeps: the plan's databases (for `restore`), every step's state, the result."""
+    plan = state.plan
+    fmt = 'plain' if plan.opts.method == 'plain' else 'directory'
+    data = {'format': FORMAT, 'tool': 'azext_pgdump', 'status': state.status, 'mode': plan.mode,
+            'method': plan.opts.method, 'utilitiesMajor': plan.tools.major, 'updatedAt': time.time(),
+            'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
+            'databases': (plan.resumed.done_entries if plan.resumed else []) + [
+                {'database': asdict(d), 'format': fmt,
+                 'dump': make.files_for(plan.workdir, d.name, plan.opts.method).dump.name,
+                 **({'properties': plan.properties[d.name].as_dict()} if d.name in (plan.properties or {})
+                    else {})}
+                for d in plan.databases],
+            'tasks': copy.deepcopy(state.tasks), 'result': result or result_of(state)}
+    if state.status == RUNNING:
+        data['pid'] = os.getpid()
+    if state.stop:  # where it stopped, at the top for people reading the file
+        data.update(interruptedSteps=state.stop['steps'], interruptedStep=state.stop['step'])
+    return data
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
