@@ -11,6 +11,7 @@ from typing import Callable
 import psycopg
 
 from azext_pgdump.pg import catalog, children, dumpclean, errorlog, footprint, inprocess, record, stream
+from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.process import Runner, human, size_of
 from azext_pgdump.pg.scheduler import Scheduler
 from azext_pgdump.pg.snapshots import Snapshots
@@ -68,7 +69,8 @@ class _Run:
             self.state.crashed(err)
         finally:
             self.snapshots.close()
-        return self.state.finish(self._verified())
+        with shielded():  # a signal now must not cost the result its last save
+            return self.state.finish(self._verified())
 
     def _verified(self) -> dict:
         if not self.verify:

@@ -52,7 +52,7 @@ class RunState:
         self.dbs = {d.name: {'name': d.name, 'status': PENDING, 'method': plan.opts.method, 'durations': {},
                              **(plan.notes or {}).get(d.name, {})}
                     for d in plan.databases}
-        self.last_step = {s.database: s for s in plan.steps if s.database}
+        self.last_step = {s.database: s for s in plan.steps}   # None: the roles' last step
         # step id -> {'status', 'seconds', 'tablesDone'}: what --resume reads. Steps an earlier run finished keep
         # their record, so that a run resumed twice still knows them.
         earlier = plan.resumed.tasks if plan.resumed else {}
@@ -164,7 +164,10 @@ class RunState:
         """The result, as az prints it and as the manifest keeps it."""
         with self.lock:
             if self.status == RUNNING:
-                self.status = FAILED if self._failed() else SUCCEEDED
+                unfinished = [r.get('name', 'roles') for r in [self.roles, *self.dbs.values()] if r['status'] not in ENDED]
+                if unfinished and not self._failed():  # never report as done what did not end (a bug)
+                    self.error = f"the run ended with {', '.join(unfinished)} unfinished"
+                self.status = FAILED if self._failed() or unfinished else SUCCEEDED
             result = self.result(extra)
         self.save(result)
         return result
