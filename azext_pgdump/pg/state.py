@@ -164,7 +164,8 @@ class RunState:
         """The result, as az prints it and as the manifest keeps it."""
         with self.lock:
             if self.status == RUNNING:
-                unfinished = [r.get('name', 'roles') for r in [self.roles, *self.dbs.values()] if r['status'] not in ENDED]
+                unfinished = [r.get('name', 'roles') for r in [self.roles, *self.dbs.values()]
+                              if r['status'] not in ENDED]
                 if unfinished and not self._failed():  # never report as done what did not end (a bug)
                     self.error = f"the run ended with {', '.join(unfinished)} unfinished"
                 self.status = FAILED if self._failed() or unfinished else SUCCEEDED
