@@ -46,7 +46,7 @@ def install_major(cmd, major: Optional[int], from_file: Optional[str], index_url
     except registry.RegistryError as err:
         raise AzureConnectionError(str(err), recommendation=_offline_fix(major, here)) from err
     except registry.DamagedDownload as err:
-        raise ValidationError(f'{err} It was deleted and nothing was installed.',
+        raise ValidationError(f'{err} Nothing was installed.',
                               recommendation='Try again; if it happens again, a proxy or mirror between this machine '
                                              'and the index changes files: use --from-file with a wheel you '
                                              'checked.') from err

@@ -250,7 +250,7 @@ def test_a_damaged_download_is_refused(az, private_az):
     finally:
         index.close()
     assert proc.returncode != 0 and "is damaged: its sha256 is" in proc.stderr, proc.stderr
-    assert "nothing was installed" in proc.stderr
+    assert "the download was deleted. Nothing was installed." in proc.stderr
     assert os.listdir(root) == []   # no half-installed folder, no partial download
 
 

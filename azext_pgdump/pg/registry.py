@@ -152,7 +152,7 @@ def download(file: IndexFile, folder: Path, index: str, say: Callable[[str], Non
                 raise RegistryError(f'The download of {file.filename} broke off: {err}.') from err
         if digest.hexdigest() != file.sha256.lower():
             raise DamagedDownload(f'{file.filename} is damaged: its sha256 is {digest.hexdigest()}, the index '
-                                  f'says {file.sha256}.')
+                                  f'says {file.sha256}; the download was deleted.')
         path = folder / file.filename
         os.replace(part, path)
         return path
