@@ -101,10 +101,11 @@ class Sweep:
         assert len(top) == 1, pids
         return top[0]
 
-    def our_sessions(self):
-        return self.target.execute(
+    def our_sessions(self, servers=None):
+        """Sessions of the run's logins (not the harness's superuser) on the target, or on `servers`."""
+        return [row for pg in servers or [self.target] for row in pg.execute(
             "SELECT pid, application_name, left(query, 60) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid() AND usename <> %s", (self.target.bootstrap,))
+            "AND pid <> pg_backend_pid() AND usename <> %s", (pg.bootstrap,))]
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +179,11 @@ def _kill_when(sweep, proc, wd, seen, sig=signal.SIGKILL, timeout=120):
 
 
 def _no_session_of_ours_for_long(sweep, seconds=6):
+    """Neither server still works for a process that is gone (14+: client_connection_check_interval)."""
+    servers = [sweep.source, sweep.target]
     deadline = time.monotonic() + seconds
-    while sweep.our_sessions():
-        assert time.monotonic() < deadline, f"our sessions still work on the target: {sweep.our_sessions()}"
+    while sweep.our_sessions(servers):
+        assert time.monotonic() < deadline, f"our sessions still work: {sweep.our_sessions(servers)}"
         time.sleep(0.2)
 
 

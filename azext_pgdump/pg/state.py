@@ -48,7 +48,7 @@ class RunState:
         self.stop: Optional[dict] = None   # how the run was stopped: signal, the steps under way
         self.error: Optional[str] = None   # an unexpected exception, as the result says it
         self._flush: Optional[threading.Timer] = None   # a pending save of tables copied since the last one
-        self.roles = {'status': PENDING if plan.opts.roles else SKIPPED}
+        self.roles = {'status': PENDING if any(s.database is None for s in plan.steps) else SKIPPED}
         self.dbs = {d.name: {'name': d.name, 'status': PENDING, 'method': plan.opts.method, 'durations': {},
                              **(plan.notes or {}).get(d.name, {})}
                     for d in plan.databases}
