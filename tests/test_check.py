@@ -131,3 +131,54 @@ def test_run_checks_first_and_stops_before_touching_anything(chk, tmp_path):
     assert proc.returncode != 0 and "[target-createrole]" in proc.stderr and "--no-roles" in proc.stderr
     assert not (tmp_path / "wd").exists()
     assert vm.execute("SELECT count(*) FROM pg_database WHERE datname = 'chkdb'")[0][0] == 0
+
+
+def check_vm_source(world, database, target="flex1"):
+    """check from the VM's PostgreSQL 15 (a source that can have ranges, multiranges and generated columns)."""
+    vm, flex = world.vm_pg, {"flex1": world.flexible.pg, "flex16": world.flexible16.pg}[target]
+    proc = world.az.run("postgres", "dumprestore", "check", "-g", RESOURCE_GROUP, "--databases", database,
+                        "--source-host", vm.host, "--source-port", str(vm.port), "--source-admin-user", vm.admin,
+                        f"--source-admin-password={vm.admin_password}", "--target-server", target,
+                        "--target-host", flex.host, "--target-port", str(flex.port),
+                        f"--target-admin-password={flex.admin_password}", "--pg-bin-dir", str(bindir(18)),
+                        "-o", "json", check=False)
+    result = json.loads(proc.stdout)
+    return proc.returncode, {c["name"]: c for c in result["checks"]}
+
+
+@pytest.fixture(scope="module")
+def vm_databases(world):
+    """What the server makes by itself is no user object: a range type's multirange casts, a table's row type.
+    A collation the target can create is no chore. A generated child column under a plain parent is a real
+    blocker for a 16+ target."""
+    vm = world.vm_pg
+    vm.execute(f"CREATE DATABASE rangedb OWNER {vm.admin}")
+    vm.execute(f"CREATE DATABASE gendb OWNER {vm.admin}")
+    with vm.connect("rangedb", superuser=False) as conn:
+        conn.execute("CREATE TYPE public.floatrange AS RANGE (subtype = float8); "
+                     "CREATE TABLE public.spans (id int PRIMARY KEY, r public.floatrange); "
+                     "CREATE COLLATION public.german (provider = icu, locale = 'de-DE'); "
+                     "CREATE TABLE public.names (n text COLLATE public.german)")
+    with vm.connect("gendb", superuser=False) as conn:
+        conn.execute("CREATE TABLE public.parent (a int, b int); "
+                     "CREATE TABLE public.child (a int, b int GENERATED ALWAYS AS (a * 2) STORED) "
+                     "INHERITS (public.parent)")
+    yield world
+    for name in ("rangedb", "gendb"):
+        vm.drop_database(name)
+
+
+def test_range_types_and_collations_the_target_can_create_pass(vm_databases):
+    code, checks = check_vm_source(vm_databases, "rangedb")
+    assert checks["source-casts"]["status"] == "pass", checks["source-casts"]   # not float8range AS ...multirange
+    assert checks["source-collations"]["status"] == "pass", checks["source-collations"]
+    assert code == 0, [c for c in checks.values() if c["status"] == "fail"]
+
+
+def test_a_generated_child_column_under_a_plain_parent_fails_for_a_16_plus_target(vm_databases):
+    for target in ("flex1", "flex16"):   # 18 and 16
+        code, checks = check_vm_source(vm_databases, "gendb", target)
+        found = checks["generated-columns"]
+        assert code == 1 and found["status"] == "fail", found
+        assert "public.child.b" in found["message"] and "public.parent" in found["message"], found["message"]
+        assert "DROP EXPRESSION" in found["fix"]

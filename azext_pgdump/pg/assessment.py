@@ -4,12 +4,21 @@ stop), and the blockers of Microsoft's PostgreSQL migration assessment that appl
 from dataclasses import dataclass, field
 
 from azext_pgdump.pg import catalog
+from azext_pgdump.pg.sql import user_schema, users_own
 from azext_pgdump.pg.preflight import Check, _ok
 from azext_pgdump.pg.roles import is_service_role
 
-_USER_SCHEMA = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "
-                "AND n.nspname NOT LIKE 'pg_temp%'")
-_NOT_FROM_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.objid = {oid} AND e.deptype = 'e')"
+_USER_SCHEMA = user_schema()
+# Before 16 a child table's column could be generated while its parent's is not; 16 refuses to create such a
+# child ("A child table column cannot be generated unless its parent column is"), so the table is not restored.
+_GENERATED_CHILD = f"""
+    SELECT format('%I.%I.%I (inherits from %I.%I)', n.nspname, c.relname, a.attname, pn.nspname, pc.relname)
+    FROM pg_inherits i JOIN pg_attribute a ON a.attrelid = i.inhrelid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attname = a.attname AND NOT pa.attisdropped
+    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+    WHERE a.attgenerated <> '' AND pa.attgenerated = '' AND {_USER_SCHEMA} ORDER BY 1"""
+GENERATED_SINCE, GENERATED_STRICT_SINCE = 12, 16
 
 QUERIES = {
     # pg_dump reads every table, sequence and materialized view, and needs USAGE on their schemas.
@@ -18,30 +27,34 @@ QUERIES = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'm', 'S', 'f') AND {_USER_SCHEMA}
           AND (NOT has_schema_privilege(n.oid, 'USAGE') OR NOT has_table_privilege(c.oid, 'SELECT'))
-          AND {_NOT_FROM_EXTENSION.format(oid='c.oid')}
+          AND {users_own('pg_class', 'c.oid')}
         ORDER BY 1""",
+    # pg_dump dumps CREATE COLLATION, which the admin may run: what fails is a provider or a locale the target
+    # lacks (see collations()).
     'collations': f"""
-        SELECT format('%I.%I', n.nspname, c.collname) FROM pg_collation c JOIN pg_namespace n
-        ON n.oid = c.collnamespace WHERE {_USER_SCHEMA} AND {_NOT_FROM_EXTENSION.format(oid='c.oid')}""",
+        SELECT format('%I.%I', n.nspname, c.collname), c.collprovider, c.collcollate, c.collctype
+        FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace
+        WHERE {_USER_SCHEMA} AND {users_own('pg_collation', 'c.oid')} ORDER BY 1""",
+    # Not the casts CREATE TYPE ... AS RANGE makes itself (range -> multirange, 14+): pg_dump never dumps those.
     'casts': f"""
         SELECT format('%s AS %s', castsource::regtype, casttarget::regtype) FROM pg_cast c
-        WHERE c.oid >= 16384 AND {_NOT_FROM_EXTENSION.format(oid='c.oid')}""",
+        WHERE c.oid >= 16384 AND {users_own('pg_cast', 'c.oid')}""",
     'text_search': f"""
         SELECT 'template ' || tmplname FROM pg_ts_template t WHERE t.oid >= 16384
-          AND {_NOT_FROM_EXTENSION.format(oid='t.oid')}
+          AND {users_own('pg_ts_template', 't.oid')}
         UNION ALL SELECT 'parser ' || prsname FROM pg_ts_parser p WHERE p.oid >= 16384
-          AND {_NOT_FROM_EXTENSION.format(oid='p.oid')}""",
+          AND {users_own('pg_ts_parser', 'p.oid')}""",
     'superuser_owned': f"""
         SELECT format('%I.%I', n.nspname, c.relname), r.rolname FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
         WHERE r.rolsuper AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {_USER_SCHEMA}
-          AND {_NOT_FROM_EXTENSION.format(oid='c.oid')} ORDER BY 1""",
+          AND {users_own('pg_class', 'c.oid')} ORDER BY 1""",
     'tablespaces': """
         SELECT DISTINCT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace
         WHERE t.spcname NOT IN ('pg_default', 'pg_global')""",
     'languages': f"""
         SELECT lanname FROM pg_language l WHERE lanname NOT IN ('internal', 'c', 'sql', 'plpgsql')
-          AND {_NOT_FROM_EXTENSION.format(oid='l.oid')}""",
+          AND {users_own('pg_language', 'l.oid')}""",
     # PostgreSQL 17 builds indexes and refreshes materialized views with search_path = pg_catalog, pg_temp.
     'unsafe_search_path': f"""
         SELECT DISTINCT format('%I.%I', n.nspname, p.proname) FROM pg_depend d
@@ -80,6 +93,8 @@ def read(source, databases, major: int) -> list:
                          conn.execute(_RELATIONS).fetchone()[0], conn.execute(_LOCK_SLOTS).fetchone()[0])
             for key, query in QUERIES.items():
                 f.found[key] = [tuple(r) for r in conn.execute(query).fetchall()]
+            if GENERATED_SINCE <= major < GENERATED_STRICT_SINCE:
+                f.found['generated_child'] = [tuple(r) for r in conn.execute(_GENERATED_CHILD)]
             if major < 12:
                 f.found['with_oids'] = [tuple(r) for r in conn.execute(
                     f"SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n "
@@ -113,8 +128,6 @@ def readable(findings, login: str) -> Check:
 
 _BLOCKERS = [
     # (key, status, what it is, the fix)
-    ('collations', 'warn', 'user-defined collations',
-     'Create them on the target database before the restore, or use the target\'s built-in collations.'),
     ('casts', 'fail', 'custom casts (creating them needs superuser unless you own a type involved)',
      'Drop them on the source, or re-create them on the target by hand as the owner of the type.'),
     ('text_search', 'fail', 'full-text search templates and parsers (creating them needs superuser)',
@@ -150,3 +163,34 @@ def search_path_safety(findings, target_major: int) -> Check:
                  'them fail.',
                  'Schema-qualify the names in those functions, or on the source: ALTER FUNCTION ... SET '
                  'search_path = <their schema>, pg_catalog;')
+
+
+def collations(findings, target_locales, target_icu: bool, target_major: int) -> Check:
+    """User-defined collations are dumped and restored like any object; only one whose provider or locale the
+    target lacks fails (and every column, index and view that uses it with it)."""
+    missing = []
+    for db, (name, provider, collate, ctype) in _each(findings, 'collations'):
+        if provider == 'i' and not target_icu:
+            missing.append((db, (f'{name} (ICU; the target has no ICU)',)))
+        elif provider == 'b' and target_major < 17:
+            missing.append((db, (f'{name} (builtin provider; PostgreSQL {target_major} has none)',)))
+        elif provider == 'c' and not {collate, ctype} <= set(target_locales):
+            missing.append((db, (f'{name} (locale {collate}, which the target lacks)',)))
+    if not missing:
+        return _ok('source-collations', 'The target can create every user-defined collation of the source.')
+    return Check('source-collations', 'fail', f'The target cannot create the collations {_listing(missing)}.',
+                 'On the source, change them to a collation the target has (an ICU one, for example '
+                 "CREATE COLLATION ... (provider = icu, locale = 'de-DE')), or migrate the other databases "
+                 'with --databases.')
+
+
+def generated_children(findings, target_major: int) -> Check:
+    items = _each(findings, 'generated_child')
+    if target_major < GENERATED_STRICT_SINCE or not items:
+        return _ok('generated-columns', 'No child table has a generated column whose parent column is not.')
+    return Check('generated-columns', 'fail',
+                 f'Child tables have generated columns whose parent column is not generated: {_listing(items)}. '
+                 f'PostgreSQL {target_major} refuses to create such a child: the table and its data would be '
+                 'missing.',
+                 'On the source, either make the child column a plain one (ALTER TABLE child ALTER COLUMN c DROP '
+                 'EXPRESSION) or the parent column generated too; or migrate the other databases with --databases.')

@@ -73,6 +73,11 @@ def locales(conn) -> set:
         "UNION SELECT datctype FROM pg_database UNION SELECT 'C' UNION SELECT 'POSIX'").fetchall()}
 
 
+def has_icu(conn) -> bool:
+    """Built with ICU: initdb then imports ICU collations (provider 'i')."""
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i')").fetchone()[0])
+
+
 def can_read_pg_authid(conn) -> bool:
     """Azure's admin cannot: pg_dumpall then needs --no-role-passwords."""
     return bool(conn.execute("SELECT has_table_privilege('pg_authid', 'SELECT')").fetchone()[0])

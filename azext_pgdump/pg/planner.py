@@ -123,12 +123,14 @@ class TargetFacts:
     existing: frozenset      # database names
     roles: frozenset
     locales: frozenset       # the locales it can create databases with
+    icu: bool = True         # it can create ICU collations
 
 
 def _target_facts(target: Endpoint) -> TargetFacts:
     with catalog.connect(target) as conn:
         return TargetFacts(catalog.server_major(conn), frozenset(catalog.database_names(conn)),
-                           frozenset(catalog.role_names(conn)), frozenset(catalog.locales(conn)))
+                           frozenset(catalog.role_names(conn)), frozenset(catalog.locales(conn)),
+                           catalog.has_icu(conn))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from psycopg import sql
 from azext_pgdump.pg import catalog, children
 from azext_pgdump.pg.endpoint import Endpoint
 from azext_pgdump.pg.progress import status_text
+from azext_pgdump.pg.sql import user_object
 from azext_pgdump.pg.workdir import private_file
 
 # Tables at least this large go psql -> psql (two logins, no Python per row); smaller ones through the
@@ -47,10 +48,7 @@ TARGET_SESSION = ["SET synchronous_commit = off", "SET maintenance_work_mem = '2
 _TABLES = """
 SELECT c.oid, n.nspname, c.relname, pg_relation_size(c.oid), {partition}
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype = 'e')
+WHERE c.relkind = 'r' AND """ + user_object('pg_class', 'c.oid') + """
 ORDER BY 4 DESC, 2, 3"""
 _COLUMNS = """
 SELECT a.attrelid, a.attname,
@@ -75,9 +73,7 @@ ORDER BY i.indrelid, i.indexrelid"""
 LIST_TABLES_FOR_SCRIPTS = (
     "SELECT format('\"%s\".\"%s\"', replace(n.nspname, '\"', '\"\"'), replace(c.relname, '\"', '\"\"')) "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-    "AND n.nspname NOT LIKE 'pg_toast%' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid "
-    "AND d.classid = 'pg_class'::regclass AND d.deptype = 'e') ORDER BY pg_relation_size(c.oid) DESC")
+    f"WHERE c.relkind = 'r' AND {user_object('pg_class', 'c.oid')} ORDER BY pg_relation_size(c.oid) DESC")
 
 
 # In the plan (and the scripts show-commands prints) pg_dump leaves out every table's data; run

@@ -5,39 +5,38 @@ from concurrent.futures import ThreadPoolExecutor
 from psycopg import sql
 
 from azext_pgdump.pg import catalog
+from azext_pgdump.pg.sql import user_schema, users_own
 
-# User objects only: not the catalogs, not TOAST, not what extensions own.
-_USER_NS = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "
-            "AND n.nspname NOT LIKE 'pg_temp%'")
-_NOT_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')"
+# A user's objects only (pg/sql.py): not the catalogs, not what extensions own, not what the server made itself.
+_USER_NS = user_schema()
 
 OBJECT_QUERIES = {
     'tables': "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-              f"WHERE c.relkind IN ('r', 'p') AND {_USER_NS} AND {_NOT_EXTENSION.format(oid='c.oid')}",
+              f"WHERE c.relkind IN ('r', 'p') AND {_USER_NS} AND {users_own('pg_class', 'c.oid')}",
     'views': "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-             f"WHERE c.relkind = 'v' AND {_USER_NS} AND {_NOT_EXTENSION.format(oid='c.oid')}",
+             f"WHERE c.relkind = 'v' AND {_USER_NS} AND {users_own('pg_class', 'c.oid')}",
     'materializedViews': "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                          f"WHERE c.relkind = 'm' AND {_USER_NS}",
     'indexes': "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-               f"WHERE c.relkind IN ('i', 'I') AND {_USER_NS} AND {_NOT_EXTENSION.format(oid='c.oid')}",
+               f"WHERE c.relkind IN ('i', 'I') AND {_USER_NS} AND {users_own('pg_class', 'c.oid')}",
     'sequences': "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                 f"WHERE c.relkind = 'S' AND {_USER_NS} AND {_NOT_EXTENSION.format(oid='c.oid')}",
+                 f"WHERE c.relkind = 'S' AND {_USER_NS} AND {users_own('pg_class', 'c.oid')}",
     # PostgreSQL 18 also stores NOT NULL as constraints: count the kinds every version has.
     'constraints': "SELECT count(*) FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace "
                    f"WHERE k.contype IN ('c', 'f', 'p', 'u', 't', 'x') AND {_USER_NS}",
     'functions': "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                 f"WHERE {_USER_NS} AND {_NOT_EXTENSION.format(oid='p.oid')}",
+                 f"WHERE {_USER_NS} AND {users_own('pg_proc', 'p.oid')}",
     'triggers': "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {_USER_NS} "
                 "{no_clones}",
     'types': "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
              "LEFT JOIN pg_class c ON c.oid = t.typrelid "
              f"WHERE t.typtype IN ('c', 'd', 'e', 'r') AND (c.oid IS NULL OR c.relkind = 'c') AND {_USER_NS} "
-             f"AND {_NOT_EXTENSION.format(oid='t.oid')}",
+             f"AND {users_own('pg_type', 't.oid')}",
 }
 # Materialized views are not copied but refreshed on the target: their rows are not compared.
 _TABLES = ("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-           f"WHERE c.relkind = 'r' AND {_USER_NS} AND {_NOT_EXTENSION.format(oid='c.oid')} ORDER BY 1, 2")
+           f"WHERE c.relkind = 'r' AND {_USER_NS} AND {users_own('pg_class', 'c.oid')} ORDER BY 1, 2")
 # Order-independent: the sum of a 60-bit slice of each row's md5.
 _CHECKSUM = "SELECT coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM {} t"
 
