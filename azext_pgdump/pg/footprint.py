@@ -13,6 +13,7 @@ from psycopg import sql
 
 from azext_pgdump.pg import catalog
 from azext_pgdump.pg.endpoint import Endpoint
+from azext_pgdump.pg.sql import users_own
 from azext_pgdump.pg.workdir import private_file
 
 FORMAT = 1
@@ -43,10 +44,9 @@ def _objects(conn) -> dict:
         rows = conn.execute(sql.SQL(
             "SELECT c.oid, {kind}, i.identity FROM pg_catalog.{cat} c {join}, "
             "pg_catalog.pg_identify_object({regclass}::pg_catalog.regclass, c.oid, 0) i "
-            "WHERE c.oid >= {first} AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d "
-            "WHERE d.classid = {regclass}::pg_catalog.regclass AND d.objid = c.oid AND d.deptype IN ('i', 'e'))"
+            "WHERE c.oid >= {first} AND {own}"
         ).format(kind=kind, cat=sql.Identifier(cat), join=join, regclass=sql.Literal(f'pg_catalog.{cat}'),
-                 first=sql.Literal(FIRST_USER_OID))).fetchall()
+                 first=sql.Literal(FIRST_USER_OID), own=sql.SQL(users_own(cat, 'c.oid')))).fetchall()
         out[cat] = {int(oid): (kind_, identity) for oid, kind_, identity in rows}
     return out
 
