@@ -1,4 +1,5 @@
-"""PostgreSQL's own regression database as a migration source (issue 17): a database nobody here wrote.
+"""Databases nobody here wrote as migration sources (issue 17): PostgreSQL's own regression database, and
+Chinook, a sample application database (tests/infra/sampledb.py), which checks clean and arrives equal.
 
 A PostgreSQL 15 source (a plain host) gets what the regression scripts leave behind when the Azure-like
 admin, not a superuser, runs them (tests/infra/regressload.py); a Flexible-shaped 18 is the target.
@@ -30,9 +31,11 @@ from tests.infra.locales import FLEXIBLE_LOCALE
 from tests.infra.pgbin import bindir
 from tests.infra.pgserver import PgServer, flexible_server
 from tests.infra.regressload import load_regression
+from tests.infra.sampledb import load_chinook
 from tests.migration_helpers import facts, public_schema_privileges, same_spelling, schema_dump, without_view_bodies
 
 DB = "regression"
+CHINOOK = "chinook"
 GENERATED_CHILDREN = {"gtest_normal_child", "gtest_normal_child2"}
 MULTIRANGE_CASTS = "float8range AS float8multirange"  # one of the five CREATE TYPE ... AS RANGE makes itself
 
@@ -51,17 +54,19 @@ def pair(world, tmp_path_factory):
         for future in started:
             future.result()
         load = load_regression(source, DB, log_dir=tmp / "load")
-        yield Pair(world, source, target, load, tmp)
+        pair = Pair(world, source, target, load, tmp)
+        pair.chinook = load_chinook(source, CHINOOK)
+        yield pair
 
 
 class Pair:
     def __init__(self, world, source, target, load, tmp):
         self.world, self.source, self.target, self.load, self.tmp = world, source, target, load, tmp
 
-    def az(self, verb, *extra):
+    def az(self, verb, *extra, dbname=DB):
         s, t = self.source, self.target
         proc = self.world.az.run(
-            "postgres", "dumprestore", verb, "--databases", DB,
+            "postgres", "dumprestore", verb, "--databases", dbname,
             "--source-host", s.host, "--source-port", str(s.port), "--source-admin-user", s.admin,
             "--target-host", t.host, "--target-port", str(t.port), "--target-admin-user", t.admin,
             "--pg-bin-dir", str(bindir(18)), "-o", "json", *extra,
@@ -74,6 +79,17 @@ class Pair:
         # test_check_names_what_breaks_the_restore_and_nothing_else); the run itself must show what really breaks.
         self.target.drop_database(DB)
         return self.az("run", "--method", "stream", "--skip-check", "--work-dir", str(self.tmp / name))
+
+
+def test_chinook_checks_clean_and_migrates_equal(pair):
+    """The sample application database (tests/infra/sampledb.py): nothing to report, everything arrives."""
+    assert sum(pair.chinook.values()) == 15607, pair.chinook
+    proc, result = pair.az("check", dbname=CHINOOK)
+    assert proc.returncode == 0 and result["status"] == "passed", [
+        c for c in result.get("checks", []) if c["status"] != "pass"]
+    proc, result = pair.az("run", "--method", "stream", "--work-dir", str(pair.tmp / CHINOOK), dbname=CHINOOK)
+    assert proc.returncode == 0 and result["status"] == "succeeded", proc.stderr[-3000:]
+    assert_equal(pair.source, pair.target, pair.tmp, CHINOOK)
 
 
 def test_the_load_leaves_a_rich_database(pair):
@@ -154,22 +170,22 @@ def migrated(pair):
         pytest.skip("compares what test_run_after_the_blockers_are_dropped migrated")
 
 
-def assert_equal(source, target, tmp):
-    theirs, ours = contents(source, DB), contents(target, DB)
+def assert_equal(source, target, tmp, dbname=DB):
+    theirs, ours = contents(source, dbname), contents(target, dbname)
     assert theirs.keys() == ours.keys(), sorted(theirs.keys() ^ ours.keys())
     assert theirs == ours, {t: (theirs[t], ours[t]) for t in theirs if theirs[t] != ours[t]}
     # Materialized views: the same ones, populated or not alike; their rows are test_stale_views_are_named's.
-    views = {pg.name: {v: rows == "not populated" for v, rows in contents(pg, DB, "m").items()}
+    views = {pg.name: {v: rows == "not populated" for v, rows in contents(pg, dbname, "m").items()}
              for pg in (source, target)}
     assert views[source.name] == views[target.name]
-    assert facts(target, DB) == facts(source, DB)
-    before, after = schema_dump(source, DB), schema_dump(target, DB)
-    (tmp / "source.sql").write_text(before)
-    (tmp / "target.sql").write_text(after)
+    assert facts(target, dbname) == facts(source, dbname)
+    before, after = schema_dump(source, dbname), schema_dump(target, dbname)
+    (tmp / f"{dbname}.source.sql").write_text(before)
+    (tmp / f"{dbname}.target.sql").write_text(after)
     before, after = comparable(before), comparable(after)
     diff = list(difflib.unified_diff(before.splitlines(), after.splitlines(), "source", "target", lineterm=""))
-    assert not diff, f"{tmp}/source.sql and target.sql differ:\n" + "\n".join(diff[:80])
-    assert public_schema_privileges(target, DB) == public_schema_privileges(source, DB)
+    assert not diff, f"{tmp}/{dbname}.source.sql and .target.sql differ:\n" + "\n".join(diff[:80])
+    assert public_schema_privileges(target, dbname) == public_schema_privileges(source, dbname)
     assert regress_roles(target) == regress_roles(source)
 
 
