@@ -1,0 +1,263 @@
+"""Databases nobody here wrote as migration sources (issue 17): PostgreSQL's own regression database, and
+Chinook, a sample application database (tests/infra/sampledb.py), which checks clean and arrives equal.
+
+A PostgreSQL 15 source (a plain host) gets what the regression scripts leave behind when the Azure-like
+admin, not a superuser, runs them (tests/infra/regressload.py); a Flexible-shaped 18 is the target.
+
+What it holds that a restore on 18 cannot create, as the admin:
+- gtest_normal_child and gtest_normal_child2: generated columns whose inheritance parent's column is not
+  generated (allowed before 16; "A child table column cannot be generated unless its parent column is");
+- coll_icu_upgrade, an ICU collation, where the target is a build without ICU (the wheel's 18; Debian's
+  has ICU);
+- the populated materialized view sro_mv, whose function mv_action() names a table unqualified: 17+ refresh
+  it with search_path = pg_catalog ("relation "sro_trojan_table" does not exist"). `check` warns of it
+  (search-path-safety, with unwanted_grant_nofail, another such function an index predicate calls).
+  Fixed, the REFRESH still fails, on any major: the view's query fires a deferred trigger, which a
+  REFRESH refuses; the source's rows came from a REFRESH inside SET CONSTRAINTS ALL IMMEDIATE. No check
+  names it (it would have to run the view's query).
+Nothing else: with those fixed on the source, `run --method stream` brings the rest across equal.
+
+The tests run in this file's order: the last one changes the source as a user would to get past those."""
+import difflib
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+
+import pytest
+from psycopg import sql
+
+from tests.infra.locales import FLEXIBLE_LOCALE
+from tests.infra.pgbin import bindir
+from tests.infra.pgserver import PgServer, flexible_server
+from tests.infra.regressload import load_regression
+from tests.infra.sampledb import load_chinook
+from tests.migration_helpers import facts, public_schema_privileges, same_spelling, schema_dump, without_view_bodies
+
+DB = "regression"
+CHINOOK = "chinook"
+GENERATED_CHILDREN = {"gtest_normal_child", "gtest_normal_child2"}
+MULTIRANGE_CASTS = "float8range AS float8multirange"  # one of the five CREATE TYPE ... AS RANGE makes itself
+
+
+@pytest.fixture(scope="module")
+def pair(world, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("regressdb")
+    with ExitStack() as stack:
+        source = PgServer(name="regsrc", major=15, certs=world.certs, locale=FLEXIBLE_LOCALE)
+        target = flexible_server("regtgt", 18, world.certs)
+        with ThreadPoolExecutor(2) as pool:
+            started = [pool.submit(server.start) for server in (source, target)]
+        for server, future in zip((source, target), started):
+            if future.exception() is None:
+                stack.callback(server.stop)
+        for future in started:
+            future.result()
+        load = load_regression(source, DB, log_dir=tmp / "load")
+        pair = Pair(world, source, target, load, tmp)
+        pair.chinook = load_chinook(source, CHINOOK)
+        yield pair
+
+
+class Pair:
+    def __init__(self, world, source, target, load, tmp):
+        self.world, self.source, self.target, self.load, self.tmp = world, source, target, load, tmp
+
+    def az(self, verb, *extra, dbname=DB):
+        s, t = self.source, self.target
+        proc = self.world.az.run(
+            "postgres", "dumprestore", verb, "--databases", dbname,
+            "--source-host", s.host, "--source-port", str(s.port), "--source-admin-user", s.admin,
+            "--target-host", t.host, "--target-port", str(t.port), "--target-admin-user", t.admin,
+            "--pg-bin-dir", str(bindir(18)), "-o", "json", *extra,
+            "--source-admin-password", s.admin_password, "--target-admin-password", t.admin_password,
+            check=False, timeout=600)
+        return proc, (json.loads(proc.stdout) if proc.stdout.strip() else {})
+
+    def run(self, name):
+        # --skip-check: check refuses this database for its multirange casts (a false alarm: the xfail
+        # test_check_names_what_breaks_the_restore_and_nothing_else); the run itself must show what really breaks.
+        self.target.drop_database(DB)
+        return self.az("run", "--method", "stream", "--skip-check", "--work-dir", str(self.tmp / name))
+
+
+def test_chinook_checks_clean_and_migrates_equal(pair):
+    """The sample application database (tests/infra/sampledb.py): nothing to report, everything arrives."""
+    assert sum(pair.chinook.values()) == 15607, pair.chinook
+    proc, result = pair.az("check", dbname=CHINOOK)
+    assert proc.returncode == 0 and result["status"] == "passed", [
+        c for c in result.get("checks", []) if c["status"] != "pass"]
+    proc, result = pair.az("run", "--method", "stream", "--work-dir", str(pair.tmp / CHINOOK), dbname=CHINOOK)
+    assert proc.returncode == 0 and result["status"] == "succeeded", proc.stderr[-3000:]
+    assert_equal(pair.source, pair.target, pair.tmp, CHINOOK)
+
+
+def test_the_load_leaves_a_rich_database(pair):
+    """What the scripts left: the database pg_upgrade's test moves, less what needs a superuser."""
+    assert not [s.name for s in pair.load.scripts if s.timed_out or s.crashed], pair.load.log_dir
+    left = inventory(pair.source, DB)
+    assert left["tables"] > 300 and left["partitioned"] > 20 and left["inheritance"] > 20, left
+    assert left["views"] > 50 and left["rules"] > 10 and left["policies"] > 5, left
+    assert left["domains"] > 10 and left["ranges"] > 3 and left["large_objects"] > 0, left
+    assert left["roles"] > 5, left
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 17: today check fails source-casts on the 5 multirange casts CREATE TYPE ... AS RANGE makes "
+    "(float8range, textrange, arrayrange, cashrange, deptest_range), only warns about coll_icu_upgrade "
+    "(source-collations: 'Create them on the target') though the target cannot create it, and misses "
+    "gtest_normal_child(2)"))
+def test_check_names_what_breaks_the_restore_and_nothing_else(pair):
+    proc, result = pair.az("check")
+    failed = [c for c in result["checks"] if c["status"] == "fail"]
+    said = json.dumps(failed)
+    assert MULTIRANGE_CASTS not in json.dumps(result["checks"]), said
+    blockers = GENERATED_CHILDREN | (set() if has_icu(pair.target) else {"coll_icu_upgrade"})
+    assert proc.returncode == 1 and all(name in said for name in blockers), said
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 17: the restore on 18 fails on gtest_normal_child(2) (generated column under a plain parent) and "
+    "coll_icu_upgrade (no ICU in the target's build); the copy then stops at the first of those tables (the "
+    "REFRESH of sro_mv would fail next: mv_action() under 17+'s safe search_path)"))
+def test_run_as_loaded(pair):
+    proc, result = pair.run("as-loaded")
+    assert proc.returncode == 0 and result["status"] == "succeeded", proc.stderr[-3000:]
+    assert_equal(pair.source, pair.target, pair.tmp)
+
+
+def test_run_after_the_blockers_are_dropped(pair):
+    """What a user does when told: drop what the target cannot create, and give the functions check's
+    search-path-safety names the fix it gives; then every table's rows, the sequences, large objects,
+    schema and roles arrive."""
+    with pair.source.connect(DB, superuser=False) as conn:
+        conn.execute("DROP TABLE gtest_normal_child, gtest_normal_child2")
+        conn.execute("DROP COLLATION coll_icu_upgrade")
+        for function in ("mv_action()", "unwanted_grant_nofail(int)"):
+            conn.execute(f"ALTER FUNCTION public.{function} SET search_path = public, pg_catalog")
+        # sro_mv was populated inside SET CONSTRAINTS ALL IMMEDIATE; the REFRESH pg_restore runs (on any major,
+        # the source's own too) fails: "cannot fire deferred trigger within security-restricted operation".
+        conn.execute("REFRESH MATERIALIZED VIEW public.sro_mv WITH NO DATA")
+    proc, result = pair.run("fixed")
+    pair.fixed_run = proc
+    assert proc.returncode == 0 and result["status"] == "succeeded", proc.stderr[-3000:]
+    assert_equal(pair.source, pair.target, pair.tmp)
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 17: a child table whose own columns come before columns its parent got later (ALTER TABLE ... "
+    "ADD COLUMN on the parent) is restored with the inherited columns first: pg_dump writes INHERITS"))
+def test_column_order_survives(pair):
+    migrated(pair)
+    before, after = column_orders(pair.source, DB), column_orders(pair.target, DB)
+    assert before == after, {t: (before[t], after.get(t)) for t in before if before[t] != after.get(t)}
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 17: a stale materialized view (mvtest_bb, not refreshed since its tables changed) arrives "
+    "refreshed, and the run's result does not say so"))
+def test_stale_views_are_named(pair):
+    migrated(pair)
+    before, after = contents(pair.source, DB, "m"), contents(pair.target, DB, "m")
+    stale = sorted(v for v in before if before[v] != after.get(v))
+    assert stale == ["public.mvtest_bb"], stale  # what the scripts leave stale; a change here is news
+    said = pair.fixed_run.stdout + pair.fixed_run.stderr
+    assert all(v.split(".")[1] in said for v in stale), stale
+
+
+def migrated(pair):
+    if not hasattr(pair, "fixed_run"):
+        pytest.skip("compares what test_run_after_the_blockers_are_dropped migrated")
+
+
+def assert_equal(source, target, tmp, dbname=DB):
+    theirs, ours = contents(source, dbname), contents(target, dbname)
+    assert theirs.keys() == ours.keys(), sorted(theirs.keys() ^ ours.keys())
+    assert theirs == ours, {t: (theirs[t], ours[t]) for t in theirs if theirs[t] != ours[t]}
+    # Materialized views: the same ones, populated or not alike; their rows are test_stale_views_are_named's.
+    views = {pg.name: {v: rows == "not populated" for v, rows in contents(pg, dbname, "m").items()}
+             for pg in (source, target)}
+    assert views[source.name] == views[target.name]
+    assert facts(target, dbname) == facts(source, dbname)
+    before, after = schema_dump(source, dbname), schema_dump(target, dbname)
+    (tmp / f"{dbname}.source.sql").write_text(before)
+    (tmp / f"{dbname}.target.sql").write_text(after)
+    before, after = comparable(before), comparable(after)
+    diff = list(difflib.unified_diff(before.splitlines(), after.splitlines(), "source", "target", lineterm=""))
+    assert not diff, f"{tmp}/{dbname}.source.sql and .target.sql differ:\n" + "\n".join(diff[:80])
+    assert public_schema_privileges(target, dbname) == public_schema_privileges(source, dbname)
+    assert regress_roles(target) == regress_roles(source)
+
+
+def regress_roles(pg) -> list:
+    return pg.execute("SELECT rolname, rolcanlogin, rolinherit, rolcreaterole, rolcreatedb, rolconnlimit, "
+                      "rolvaliduntil, ARRAY(SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b "
+                      "ON b.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) "
+                      "FROM pg_roles r WHERE rolname LIKE 'regress%' ORDER BY 1")
+
+
+def comparable(dump: str) -> str:
+    """A schema dump less what differs between a 15 and an 18 server for the same objects: view bodies
+    (18 deparses without table qualifiers; a view dumped as its _RETURN rule too), 17's new MAINTAIN
+    privilege, which an owner keeps (so the REVOKE before a GRANT is spelled differently), and the order of
+    the own columns of a child table (pg_dump's INHERITS: test_column_order_survives)."""
+    dump = same_spelling(without_view_bodies(dump.replace("CREATE OR REPLACE VIEW", "CREATE VIEW")))
+    dump = re.sub(r"^REVOKE [A-Z,]+ ON ", "REVOKE ... ON ", dump, flags=re.M)
+    dump = re.sub(r"^(GRANT [A-Z,]*?)(,MAINTAIN\b|MAINTAIN,)", r"\1", dump, flags=re.M)
+    return re.sub(r"(?m)^(CREATE TABLE .* \(\n)((?:    .*\n)*?)(\)\nINHERITS )",
+                  lambda m: m[1] + "".join(sorted(c.rstrip(",") + "\n" for c in m[2].splitlines())) + m[3], dump)
+
+
+def contents(pg, dbname, kind="r") -> dict:
+    """Each table's (kind r) or materialized view's (m) row count and checksum of its rows, each row as
+    jsonb (keyed by column name: a column order that changed is column_orders' business); a
+    materialized view made WITH NO DATA must stay unpopulated (reading it is an error)."""
+    out = {}
+    with pg.connect(dbname) as conn:
+        relations = conn.execute(
+            "SELECT n.nspname, c.relname, c.relispopulated FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = %s "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
+            "AND n.nspname NOT LIKE 'pg_temp%%'", (kind,)).fetchall()
+        for schema, name, populated in relations:
+            out[f"{schema}.{name}"] = conn.execute(sql.SQL(
+                "SELECT count(*), md5(string_agg(r, '|' ORDER BY r COLLATE \"C\")) "
+                "FROM (SELECT to_jsonb(t)::text r FROM {} t) s").format(sql.Identifier(schema, name))
+            ).fetchone() if populated else "not populated"
+    return out
+
+
+def has_icu(pg) -> bool:
+    return pg.execute("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'")[0][0] > 0
+
+
+def column_orders(pg, dbname) -> dict:
+    with pg.connect(dbname) as conn:
+        return dict(conn.execute(
+            "SELECT c.oid::regclass::text, array_agg(a.attname ORDER BY a.attnum) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
+            "WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') GROUP BY 1").fetchall())
+
+
+def inventory(pg, dbname) -> dict:
+    """Counts of what a migration must carry, in the user's schemas."""
+    user = "NOT IN ('pg_catalog', 'information_schema') AND {0} NOT LIKE 'pg_toast%' AND {0} NOT LIKE 'pg_temp%'"
+    queries = {
+        "tables": "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  f"WHERE c.relkind IN ('r', 'p') AND n.nspname {user.format('n.nspname')}",
+        "partitioned": "SELECT count(*) FROM pg_partitioned_table",
+        "inheritance": "SELECT count(*) FROM pg_inherits",
+        "views": "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                 f"WHERE c.relkind IN ('v', 'm') AND n.nspname {user.format('n.nspname')}",
+        "rules": "SELECT count(*) FROM pg_rules WHERE schemaname <> 'pg_catalog'",
+        "policies": "SELECT count(*) FROM pg_policy",
+        "domains": "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                   f"WHERE t.typtype = 'd' AND n.nspname {user.format('n.nspname')}",
+        "ranges": "SELECT count(*) FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid "
+                  f"JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname {user.format('n.nspname')}",
+        "large_objects": "SELECT count(*) FROM pg_largeobject_metadata",
+        "roles": "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'regress%'",
+    }
+    with pg.connect(dbname) as conn:
+        return {name: conn.execute(q).fetchone()[0] for name, q in queries.items()}
