@@ -313,7 +313,7 @@ def clean_dump(cmd, input_file='-', output_file='-', schemas_file=None,  # pylin
                no_statistics=False):
     """The dump clean-up of `run` as a command of its own, for the scripts show-commands prints."""
     try:
-        left_out = inprocess.clean_dump_file(Path(input_file or '-'), Path(output_file or '-'),
+        left_out, _ = inprocess.clean_dump_file(Path(input_file or '-'), Path(output_file or '-'),
                                              Path(schemas_file) if schemas_file else None, not no_statistics)
     except OSError as err:
         raise FileOperationError(str(err), recommendation='Check --input, --output-file and --schemas-file.') from err

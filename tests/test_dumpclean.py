@@ -206,3 +206,16 @@ def test_plain_filter_leaves_out_pg_dump_18_statistics_only_when_told():
     assert "COPY public.t" in text and "ADD CONSTRAINT t_pkey" in text
     assert dropped.left_out == ["STATISTICS DATA t (owner -)"]
     assert "older than PostgreSQL 18" in dumpclean.reason(dropped.left_out[0])
+
+
+def test_the_materialized_views_a_restore_refreshes_are_named_from_a_list_and_from_a_script():
+    listing = "3021; 0 16600 MATERIALIZED VIEW DATA sales monthly app\n3022; 0 16601 TABLE DATA sales t app\n"
+    assert dumpclean.clean_list(listing).refreshed == ["sales.monthly"]
+    script = (b"--\n-- Name: monthly; Type: MATERIALIZED VIEW DATA; Schema: sales; Owner: app\n--\n\n"
+              b"REFRESH MATERIALIZED VIEW sales.monthly;\n\n")
+    plain = dumpclean.PlainFilter()
+    plain.feed(script)
+    plain.close()
+    assert plain.refreshed == ["sales.monthly"]
+    assert dumpclean.refreshed_views(["sales.monthly"])["refreshedViews"]["views"] == ["sales.monthly"]
+    assert dumpclean.refreshed_views([]) == {}

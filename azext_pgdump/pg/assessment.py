@@ -55,6 +55,16 @@ QUERIES = {
     'languages': f"""
         SELECT lanname FROM pg_language l WHERE lanname NOT IN ('internal', 'c', 'sql', 'plpgsql')
           AND {users_own('pg_language', 'l.oid')}""",
+    # pg_dump writes a child table as CREATE TABLE ... INHERITS, which puts the inherited columns first: a child
+    # whose own columns came first (or whose parent got columns later) arrives with another column order.
+    'column_order': f"""
+        SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMA} AND {users_own('pg_class', 'c.oid')}
+          AND EXISTS (SELECT 1 FROM pg_attribute own, pg_attribute inherited
+                      WHERE own.attrelid = c.oid AND inherited.attrelid = c.oid AND own.attnum > 0
+                        AND NOT own.attisdropped AND NOT inherited.attisdropped AND own.attinhcount = 0
+                        AND inherited.attinhcount > 0 AND own.attnum < inherited.attnum)
+        ORDER BY 1""",
     # PostgreSQL 17 builds indexes and refreshes materialized views with search_path = pg_catalog, pg_temp.
     'unsafe_search_path': f"""
         SELECT DISTINCT format('%I.%I', n.nspname, p.proname) FROM pg_depend d
@@ -138,6 +148,9 @@ _BLOCKERS = [
      'They are restored into the default tablespace; nothing to do unless you rely on the placement.'),
     ('languages', 'fail', 'procedural languages other than plpgsql and sql (not available to the admin)',
      'Rewrite the functions in plpgsql or sql, or use a language Flexible Server offers as an extension.'),
+    ('column_order', 'warn', 'child tables whose own columns come before inherited ones (pg_dump recreates them '
+     'with the inherited columns first: INSERT ... VALUES without a column list and SELECT * see another order)',
+     'Name the columns in the statements that use these tables; the data itself arrives in the right columns.'),
     ('with_oids', 'warn', 'tables WITH OIDS (PostgreSQL 12 removed them: their oid column is not migrated)',
      'If the application reads the oid column, add a real column first: ALTER TABLE ... SET WITHOUT OIDS.'),
 ]

@@ -85,10 +85,23 @@ class CleanedList:
     schemas: str                                   # pass 1: schemas and their privileges
     rest: str                                      # pass 2: everything else
     left_out: list = field(default_factory=list)   # what was left out, described
+    refreshed: list = field(default_factory=list)  # materialized views the restore refreshes (schema.name)
+
+
+# A populated materialized view is not copied: the restore refreshes it from the migrated tables, so one that was
+# stale on the source (not refreshed since its tables changed) arrives current. The result names them.
+MATVIEW_DATA = 'MATERIALIZED VIEW DATA'
+
+
+def refreshed_views(names) -> dict:
+    """For the result: the materialized views the restore refreshes, and what that means."""
+    return {'refreshedViews': {'views': list(names), 'note': 'refreshed on the target from the migrated rows: a '
+                               'view that was stale on the source (not refreshed since its tables changed) '
+                               'is current now'}} if names else {}
 
 
 def clean_list(text: str) -> CleanedList:
-    schemas, rest, dropped = [], [], []
+    schemas, rest, dropped, refreshed = [], [], [], []
     for line in text.splitlines():
         entry = parse_list_line(line)
         if entry is None:
@@ -97,7 +110,9 @@ def clean_list(text: str) -> CleanedList:
             dropped.append(entry.describe())
         else:
             (schemas if entry.schema_first else rest).append(line)
-    return CleanedList(''.join(f'{x}\n' for x in schemas), ''.join(f'{x}\n' for x in rest), dropped)
+            if entry.desc == MATVIEW_DATA:
+                refreshed.append(f'{entry.schema}.{entry.tag}')
+    return CleanedList(''.join(f'{x}\n' for x in schemas), ''.join(f'{x}\n' for x in rest), dropped, refreshed)
 
 
 class PlainFilter:
@@ -109,6 +124,7 @@ class PlainFilter:
     def __init__(self, statistics: bool = True):
         self.statistics = statistics      # False: leave out pg_dump 18's statistics entries
         self.left_out: list = []
+        self.refreshed: list = []         # materialized views the script refreshes (see MATVIEW_DATA)
         self._carry = b''
         self._at_line_start = True
         self._in_copy = False
@@ -202,6 +218,8 @@ class PlainFilter:
             if self._skipping:
                 self.left_out.append(f'{desc} {name} (owner {owner})')
                 self._pending_header = []
+            elif desc == MATVIEW_DATA:
+                self.refreshed.append(f'{_schema}.{name}')
         elif text.startswith((b'\\', b'-- PostgreSQL database dump complete')):
             self._skipping = False
         if self._skipping:

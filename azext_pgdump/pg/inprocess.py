@@ -19,9 +19,10 @@ def run_step(step: Step) -> dict:
                                 bool(action.option('may-exist')))
     if action.name == 'clean-dump':
         optional = {k: Path(action.option(k)) if action.option(k) else None for k in ('output-file', 'schemas-file')}
-        left_out = clean_dump_file(Path(action.option('input')), optional['output-file'], optional['schemas-file'],
-                                   statistics=not action.option('no-statistics'))
-        return {'leftOut': [{'object': x, 'reason': dumpclean.reason(x)} for x in left_out]}
+        left_out, refreshed = clean_dump_file(Path(action.option('input')), optional['output-file'],
+                                              optional['schemas-file'], statistics=not action.option('no-statistics'))
+        return {'leftOut': [{'object': x, 'reason': dumpclean.reason(x)} for x in left_out],
+                **dumpclean.refreshed_views(refreshed)}
     raise ValueError(f'no in-process action {action.name!r}')
 
 
@@ -36,7 +37,7 @@ def clean_roles_file(raw: Path, output: Path, existing_roles: Path, login: str, 
             'droppedStatements': cleaned.dropped, 'file': str(output)}
 
 
-def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path], statistics: bool = True) -> list:
+def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path], statistics: bool = True) -> tuple:
     """What the restore-clean step does, in `run` and in `az postgres dumprestore clean-dump`: a
     pg_restore list is split in two passes (schemas first), a plain script streamed through the filter.
     Returns what was left out."""
@@ -46,14 +47,14 @@ def clean_dump_file(source: Path, output: Optional[Path], schemas: Optional[Path
         for path, text in ((output, cleaned.rest), (schemas, cleaned.schemas)):
             if path is not None:
                 write_private(path, text.encode())
-        return cleaned.left_out
+        return cleaned.left_out, cleaned.refreshed
     cleaner = dumpclean.PlainFilter(statistics)
     with (sys.stdin.buffer if str(source) == '-' else source.open('rb')) as src, \
             _open_output(output) as out:
         while chunk := src.read(1 << 20):
             out.write(cleaner.feed(chunk))
         out.write(cleaner.close())
-    return cleaner.left_out
+    return cleaner.left_out, cleaner.refreshed
 
 
 def write_private(path: Path, data: bytes) -> None:

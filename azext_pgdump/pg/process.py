@@ -24,6 +24,7 @@ class StepResult:
     stderr_tail: str = ''
     pipe: Optional['StepResult'] = None   # the consumer's result, for a piped step
     left_out: Optional[list] = None       # what a piped step's clean-up left out (dumpclean)
+    refreshed: Optional[list] = None      # the materialized views its script refreshes (dumpclean)
 
 
 def size_of(path) -> int:
@@ -94,7 +95,8 @@ class Runner:
         seconds = time.monotonic() - started
         return StepResult(producer.returncode, seconds, size_of(step.stdout), _tail(Path(step.stderr)),
                           pipe=StepResult(consumer.returncode, seconds, 0, _tail(Path(consumer_step.stderr))),
-                          left_out=cleaner.left_out if cleaner else None)
+                          left_out=cleaner.left_out if cleaner else None,
+                          refreshed=cleaner.refreshed if cleaner else None)
 
     def _copy(self, source, tee, sink, step: Step, started: float, cleaner=None) -> None:
         """The file gets what the producer wrote; the consumer gets it through `cleaner`, if any."""

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from azext_pgdump.pg.errorlog import ErrorReport
+from azext_pgdump.pg.dumpclean import refreshed_views
 from azext_pgdump.pg.state import FAILED
 
 # Where a log-judged step keeps its verdict, and the name its failure is reported under ('restore' for every
@@ -24,6 +25,7 @@ class Ended:
     pipe_exit: int = 0                    # a pipe's consumer: its exit, its stderr tail
     pipe_error: str = ''
     left_out: tuple = field(default_factory=tuple)   # what a pipe's clean-up left out (dumpclean.reason)
+    refreshed: tuple = ()                            # the materialized views a pipe's script refreshes
 
 
 def record(step, ended: Ended) -> dict:
@@ -51,6 +53,7 @@ def _pipe(step, ended: Ended) -> dict:
     out = _judged(step.pipe, ended.log, max(ended.pipe_exit, 0), ended.pipe_error)
     if ended.left_out:
         out['leftOut'] = list(ended.left_out)
+    out.update(refreshed_views(ended.refreshed))
     if ended.exit != 0 and out.get('status') != FAILED:
         out.update(status=FAILED, failedStep='dump', error=ended.error)
     return out

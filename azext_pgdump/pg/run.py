@@ -191,7 +191,8 @@ class _Run:
             error=_mask(result.stderr_tail.strip(), self.secrets), log=log, earlier_exits=earlier,
             pipe_exit=pipe.returncode if pipe else 0,
             pipe_error=_mask(pipe.stderr_tail.strip(), self.secrets) if pipe else '',
-            left_out=tuple({'object': x, 'reason': dumpclean.reason(x)} for x in result.left_out or ()))
+            left_out=tuple({'object': x, 'reason': dumpclean.reason(x)} for x in result.left_out or ()),
+            refreshed=tuple(result.refreshed or ()))
 
 
 def _built(line: str, oids: set) -> bool:
