@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.infra.azcli import AZ
-from tests.infra.locales import FLEXIBLE_LOCALE
 from tests.infra.pgbin import bindir
-from tests.infra.pgserver import PgServer, flexible_server
+from tests.infra.pgserver import vm_and_flexible
 from tests.infra.world import RESOURCE_GROUP
 from tests.migration_helpers import assert_same, result_of
 
@@ -42,11 +41,7 @@ CREATE SEQUENCE public.tickets START 42;
 @pytest.fixture(scope="module")
 def pair(world, tmp_path_factory):
     with ExitStack() as stack:
-        source = PgServer(name="faultsrc", major=15, certs=world.certs, locale=FLEXIBLE_LOCALE)
-        target = flexible_server("faulttgt", 16, world.certs)
-        for server in (source, target):
-            server.start()
-            stack.callback(server.stop)
+        source, target = vm_and_flexible(stack, "fault", world.certs)
         admin_db(source, DB, SOURCE_SQL)
         pace(target, PACE_MS)
         yield Pair(world, source, target, tmp_path_factory.mktemp("faults"))

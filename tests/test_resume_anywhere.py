@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.infra.azcli import AZ
-from tests.infra.locales import FLEXIBLE_LOCALE
 from tests.infra.pgbin import bindir
-from tests.infra.pgserver import PgServer, flexible_server
+from tests.infra.pgserver import vm_and_flexible
 from tests.migration_helpers import assert_same, result_of
 
 CREATED, REUSED = "appdb", "reusedb"
@@ -111,11 +110,7 @@ class Sweep:
 @pytest.fixture(scope="module")
 def sweep(world, tmp_path_factory):
     with ExitStack() as stack:
-        source = PgServer(name="sweepsrc", major=15, certs=world.certs, locale=FLEXIBLE_LOCALE)
-        target = flexible_server("sweeptgt", 16, world.certs)
-        for server in (source, target):
-            server.start()
-            stack.callback(server.stop)
+        source, target = vm_and_flexible(stack, "sweep", world.certs)
         source.execute(ROLES_SQL + f"ALTER DATABASE postgres OWNER TO {source.admin};")  # a VM's admin owns it
         for name in (CREATED, REUSED):
             with source.connect(superuser=False) as conn:

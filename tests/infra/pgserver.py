@@ -177,3 +177,14 @@ def single_server(name: str, major: int, certs: Certs) -> PgServer:
 
 def flexible_server(name: str, major: int, certs: Certs) -> PgServer:
     return PgServer(name=name, major=major, certs=certs, locale=FLEXIBLE_LOCALE)
+
+
+def vm_and_flexible(stack, prefix: str, certs: Certs, source_major: int = 15, target_major: int = 16) -> tuple:
+    """A PostgreSQL on a VM as a source and a Flexible-shaped target, started, stopped when `stack` closes:
+    for tests that stop servers or fill them, away from the shared world."""
+    source = PgServer(name=f"{prefix}src", major=source_major, certs=certs, locale=FLEXIBLE_LOCALE)
+    target = flexible_server(f"{prefix}tgt", target_major, certs)
+    for server in (source, target):
+        server.start()
+        stack.callback(server.stop)
+    return source, target
