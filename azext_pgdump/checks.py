@@ -78,6 +78,7 @@ def _checks_with_both(source, target, target_server, names, opts, work, utilitie
     checks += assessment.blockers(findings)
     checks.append(assessment.collations(findings, facts.target.locales, facts.target.icu, tmajor))
     checks.append(assessment.generated_children(findings, tmajor))
+    checks += assessment.gone_in_target(findings, tmajor)
     with catalog.connect(target) as tgt:
         pg_bin_dir, installed = utilities
         checks.append(preflight.utilities(tools.discover(pg_bin_dir, installed=installed), smajor, tmajor,

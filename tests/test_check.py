@@ -182,3 +182,26 @@ def test_a_generated_child_column_under_a_plain_parent_fails_for_a_16_plus_targe
         assert code == 1 and found["status"] == "fail", found
         assert "public.child.b" in found["message"] and "public.parent" in found["message"], found["message"]
         assert "DROP EXPRESSION" in found["fix"]
+
+
+def test_what_a_newer_major_no_longer_has_fails_with_the_objects_named(chk):
+    """A Single Server (11) may hold what 12 and 14 removed: a postfix operator, an abstime column, an aggregate
+    over the old array_append(anyarray, anyelement). An 18 target cannot create them: check names them."""
+    with chk.single.pg.connect("chkdb", superuser=False) as conn:
+        conn.execute("CREATE FUNCTION public.fact(bigint) RETURNS numeric LANGUAGE sql AS 'SELECT 1::numeric'; "
+                     "CREATE OPERATOR public.!!! (LEFTARG = bigint, PROCEDURE = public.fact); "
+                     "CREATE TABLE public.legacy (id int PRIMARY KEY, seen abstime); "
+                     "CREATE AGGREGATE public.collect(anyelement) (SFUNC = array_append, STYPE = anyarray, "
+                     "INITCOND = '{}')")
+    try:
+        code, checks, _ = check(chk)
+    finally:
+        with chk.single.pg.connect("chkdb", superuser=False) as conn:
+            conn.execute("DROP OPERATOR public.!!! (bigint, NONE); DROP FUNCTION public.fact(bigint); "
+                         "DROP TABLE public.legacy; DROP AGGREGATE public.collect(anyelement)")
+    assert code == 1
+    assert checks["postfix-operators"]["status"] == "fail" and "!!!" in checks["postfix-operators"]["message"]
+    assert checks["removed-types"]["status"] == "fail" and "public.legacy.seen" in checks["removed-types"]["message"]
+    assert checks["polymorphics"]["status"] == "fail" and "collect" in checks["polymorphics"]["message"]
+    code, checks, _ = check(chk)
+    assert code == 0 and checks["postfix-operators"]["status"] == "pass"   # nothing left: nothing said

@@ -19,6 +19,35 @@ _GENERATED_CHILD = f"""
     JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
     WHERE a.attgenerated <> '' AND pa.attgenerated = '' AND {_USER_SCHEMA} ORDER BY 1"""
 GENERATED_SINCE, GENERATED_STRICT_SINCE = 12, 16
+# What pg_upgrade also refuses, where a dump and restore fails the same way (its checks of sources before 12
+# and before 14): postfix operators (gone in 14), the abstime/reltime/tinterval types (gone in 12), and
+# aggregates or operators built on array functions whose arguments became anycompatible in 14.
+_OLD_ARRAY_FN = r"'^(array_(append|prepend|cat|position|positions|remove|replace)|width_bucket)\(.*any(array|element)'"
+BEFORE_MAJOR = {
+    'postfix_operators': (14, f"""
+        SELECT format('%s.%s (%s)', n.nspname, o.oprname, o.oprleft::regtype) FROM pg_operator o
+        JOIN pg_namespace n ON n.oid = o.oprnamespace
+        WHERE o.oid >= 16384 AND o.oprright = 0 AND o.oprleft <> 0 AND {_USER_SCHEMA}
+          AND {users_own('pg_operator', 'o.oid')} ORDER BY 1"""),
+    'removed_types': (12, f"""
+        SELECT format('%I.%I.%I (%s)', n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod))
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'm', 'v', 'f', 'c')
+          AND format_type(a.atttypid, NULL) IN ('abstime', 'reltime', 'tinterval') AND {_USER_SCHEMA}
+        ORDER BY 1"""),
+    'polymorphics': (14, f"""
+        SELECT p.oid::regprocedure::text FROM pg_aggregate g JOIN pg_proc p ON p.oid = g.aggfnoid
+        JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE {_USER_SCHEMA} AND {users_own('pg_proc', 'p.oid')}
+          AND (g.aggtransfn::regprocedure::text ~ {_OLD_ARRAY_FN}
+            OR g.aggfinalfn::regprocedure::text ~ {_OLD_ARRAY_FN})
+        UNION ALL
+        SELECT format('operator %s.%s', n.nspname, o.oprname) FROM pg_operator o
+        JOIN pg_namespace n ON n.oid = o.oprnamespace
+        WHERE o.oid >= 16384 AND {_USER_SCHEMA} AND {users_own('pg_operator', 'o.oid')}
+          AND o.oprcode::regprocedure::text ~ {_OLD_ARRAY_FN}
+        ORDER BY 1"""),
+}
 
 QUERIES = {
     # pg_dump reads every table, sequence and materialized view, and needs USAGE on their schemas.
@@ -103,6 +132,9 @@ def read(source, databases, major: int) -> list:
                          conn.execute(_RELATIONS).fetchone()[0], conn.execute(_LOCK_SLOTS).fetchone()[0])
             for key, query in QUERIES.items():
                 f.found[key] = [tuple(r) for r in conn.execute(query).fetchall()]
+            for key, (gone, query) in BEFORE_MAJOR.items():
+                if major < gone:
+                    f.found[key] = [tuple(r) for r in conn.execute(query)]
             if GENERATED_SINCE <= major < GENERATED_STRICT_SINCE:
                 f.found['generated_child'] = [tuple(r) for r in conn.execute(_GENERATED_CHILD)]
             if major < 12:
@@ -207,3 +239,31 @@ def generated_children(findings, target_major: int) -> Check:
                  'missing.',
                  'On the source, either make the child column a plain one (ALTER TABLE child ALTER COLUMN c DROP '
                  'EXPRESSION) or the parent column generated too; or migrate the other databases with --databases.')
+
+
+_GONE = {
+    'postfix_operators': ('postfix operators, which PostgreSQL {t} no longer has',
+                          'Drop them on the source and use a function or a prefix operator instead.'),
+    'removed_types': ('columns of abstime, reltime or tinterval, types PostgreSQL {t} no longer has',
+                      'On the source: ALTER TABLE ... ALTER COLUMN ... TYPE timestamptz (abstime), interval '
+                      '(reltime).'),
+    'polymorphics': ('aggregates or operators built on array functions whose arguments changed in PostgreSQL 14 '
+                     '(array_append, array_cat, ... now take anycompatible)',
+                     'Drop them on the source and re-create them on the target over the new signatures '
+                     '(for example array_append(anycompatiblearray, anycompatible)).'),
+}
+
+
+def gone_in_target(findings, target_major: int) -> list:
+    """What a source before 12 or 14 can hold that a target of that major or newer cannot create."""
+    checks = []
+    for key, (gone, _) in BEFORE_MAJOR.items():
+        what, fix = _GONE[key]
+        items = _each(findings, key)
+        name = key.replace('_', '-')
+        if target_major >= gone and items:
+            checks.append(Check(name, 'fail', f'The source has {what.format(t=target_major)}: {_listing(items)}.',
+                                fix))
+        else:
+            checks.append(_ok(name, f'Nothing PostgreSQL {target_major} lacks of this kind.'))
+    return checks
