@@ -287,12 +287,11 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
 
 def _mark_killed_run(work_dir: Path) -> None:
     try:
-        marked = run_state.mark_interrupted(work_dir)
+        manifest, marked = run_state.mark_interrupted(work_dir)
     except workdir.WorkDirError as err:
         raise FileOperationError(str(err), recommendation='Pass the --work-dir of the run that was killed.') from err
-    if marked is None:
-        logger.warning('The run in %s was not killed: its manifest says %s.', work_dir,
-                       run_state.read_manifest(work_dir).get('status'))
+    if not marked:
+        logger.warning('The run in %s was not killed: its manifest says %s.', work_dir, manifest.get('status'))
     else:
         logger.warning('The run in %s was killed; its manifest now says interrupted. Continue it with '
                        '`az postgres dumprestore run --resume --work-dir %s` and the same servers.', work_dir, work_dir)

@@ -161,6 +161,9 @@ INSTANTS = {method: [
     ("properties", task_running(f"{CREATED}/properties"))] for method in ("stream", "directory", "plain")}
 
 
+KILLED = {}   # method -> the instants at which a case really killed its run (the run can end before one comes)
+
+
 def _kill_when(sweep, proc, wd, seen, sig=signal.SIGKILL, timeout=120):
     deadline = time.monotonic() + timeout
     while not seen(sweep, wd):
@@ -214,6 +217,7 @@ def test_killed_at_any_instant_resumes_to_an_equal_target(sweep, method, label):
     finally:
         out, err = proc.communicate(timeout=300)
     if killed is not None:
+        KILLED.setdefault(method, set()).add(label)
         assert proc.returncode != 0, err[-2000:]
         if label in ("copy", "index-build"):
             _no_session_of_ours_for_long(sweep)
@@ -274,3 +278,12 @@ def _descendants(pid):
                     found.add(kid)
                     frontier.append(kid)
     return found
+
+
+def test_the_sweep_really_killed_at_eight_instants_or_more_per_method(request):
+    """A sweep whose runs all ended before their instant came would resume nothing and prove nothing."""
+    sweep_name = "test_killed_at_any_instant_resumes_to_an_equal_target"
+    cases = [i for i in request.session.items if i.originalname == sweep_name]
+    if len(cases) < sum(len(v) for v in INSTANTS.values()):
+        pytest.skip("only part of the sweep ran")
+    assert all(len(KILLED.get(m, ())) >= 8 for m in INSTANTS), KILLED

@@ -59,24 +59,23 @@ def _pipe(step, ended: Ended) -> dict:
     return out
 
 
-def _judged(step, log: Optional[ErrorReport], exit_code: int, error: str) -> dict:
-    """Real errors, or a non-zero exit nothing harmless explains, fail the step (see errorlog)."""
+def _judged(step, log: Optional[ErrorReport], exit_code: int, error: str, located: bool = True) -> dict:
+    """Real errors, or a non-zero exit nothing harmless explains, fail the step (see errorlog). `located`: the
+    failure names its step and log (a database's; the roles' record has its own errorsLog)."""
     log = log or ErrorReport()
     key = LOG_KEYS.get(step.name, 'errors')
     out = {key: log.as_dict(), f'{key}Log': step.stderr}
     if log.failed(exit_code):
-        out.update(status=FAILED, failedStep='properties' if key != 'errors' else 'restore',
-                   error=log.first_problem() or error or f'exit code {exit_code}, and nothing in its log says why',
-                   failedLog=step.stderr)
+        out.update(status=FAILED,
+                   error=log.first_problem() or error or f'exit code {exit_code}, and nothing in its log says why')
+        if located:
+            out.update(failedStep='properties' if key != 'errors' else 'restore', failedLog=step.stderr)
     return out
 
 
 def _roles(step, ended: Ended) -> dict:
     if step.judge == 'log':
-        out = _judged(step, ended.log, ended.exit, ended.error)
-        out.pop('failedStep', None)
-        out.pop('failedLog', None)
-        return out
+        return _judged(step, ended.log, ended.exit, ended.error, located=False)
     if ended.exit != 0:
         return {'status': FAILED, 'failedStep': step.name, 'error': ended.error}
     return {'rawFile': step.output} if step.writes_dump else {}

@@ -264,11 +264,12 @@ def read_manifest(path: Path) -> dict:
     return data
 
 
-def mark_interrupted(path: Path) -> Optional[dict]:
-    """For `cleanup`: a manifest left `running` by a killed run is rewritten as what it is."""
+def mark_interrupted(path: Path) -> tuple:
+    """For `cleanup`: a manifest left `running` by a killed run is rewritten as what it is.
+    Returns (the manifest, whether it was rewritten)."""
     data = read_manifest(path)
     if not data.pop('killed', False):
-        return None
+        return data, False
     for task in data.get('tasks', {}).values():
         if task.get('status') == RUNNING:
             task['status'] = INTERRUPTED
@@ -277,7 +278,7 @@ def mark_interrupted(path: Path) -> Optional[dict]:
             record['status'] = INTERRUPTED
     data.pop('pid', None)
     write_manifest(path, data)
-    return data
+    return data, True
 
 
 def alive(pid) -> bool:
