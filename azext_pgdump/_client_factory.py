@@ -33,3 +33,15 @@ def firewall_rule_model(kind):
     except ImportError:
         from azure.mgmt.rdbms.postgresql_flexibleservers.models import FirewallRule
     return FirewallRule
+
+
+def configuration_update_model(kind):
+    """The body of a server parameter change (Flexible Server only); it takes value= and source= keywords."""
+    if kind == 'single':
+        from azure.mgmt.rdbms.postgresql.models import Configuration
+        return Configuration
+    try:
+        from azure.mgmt.postgresqlflexibleservers.models import ConfigurationForUpdate
+    except ImportError:
+        from azure.mgmt.rdbms.postgresql_flexibleservers.models import ConfigurationForUpdate
+    return ConfigurationForUpdate

@@ -62,6 +62,8 @@ examples:
       --target-server myflexserver -g myresourcegroup --method plain --no-owner
   - name: Show the plan and the exact commands without running anything.
     text: az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --dry-run
+  - name: Load with the server parameters Microsoft recommends for a restore, put back when the run ends.
+    text: az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --tune-target
   - name: On a pipeline agent whose PostgreSQL client is too old, install the utilities both servers need first.
     text: >
       az postgres dumprestore run -g myresourcegroup --source-server old --target-server new
@@ -94,18 +96,23 @@ examples:
     text: >
       az postgres dumprestore restore -g myresourcegroup --target-server myflexserver
       --dump-file ./sales.sql --target-database sales
+  - name: Restore with the parameters Microsoft recommends for the load, and see the commands first.
+    text: >
+      az postgres dumprestore restore -g myresourcegroup --target-server myflexserver --work-dir ./dump
+      --tune-target --dry-run
   - name: Restore into databases that exist already.
     text: az postgres dumprestore restore -g myresourcegroup --target-server myflexserver --work-dir ./dump --if-exists reuse
 """
 
 helps['postgres dumprestore cleanup'] = """
 type: command
-short-summary: Remove temporary firewall rules that a killed run left behind.
+short-summary: Remove temporary firewall rules, and give back server parameters, that a killed run left behind.
 long-summary: >
   run, dump and restore open a firewall rule named azext-pgdump-<time>-<random> when a server refuses this
   machine, and remove it when they end, also on error, Ctrl-C and SIGTERM. Only a killed process (kill -9)
   or a lost machine can leave one behind. This command removes those rules, and only those. With --work-dir
-  it also marks the manifest of a killed run as interrupted (the steps it was in, each database's status).
+  it also marks the manifest of a killed run as interrupted (the steps it was in, each database's status) and
+  puts back the server parameters that run set with --tune-target (a value someone else changed since is left).
 examples:
   - name: Remove leftover rules from a Flexible Server.
     text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver

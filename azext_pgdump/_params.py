@@ -164,6 +164,15 @@ def load_arguments(self, _):
                 c.argument('verify', options_list=['--verify'], arg_type=flag,
                            help='After the migration, compare every table\'s row count, the objects by kind and the '
                                 'sequences of source and target, as `verify` does; differences fail the run.')
+            if verb in ('run', 'restore', 'show-commands'):
+                c.argument('tune_target', options_list=['--tune-target'], arg_type=flag,
+                           help='Flexible Server target: for the load, set the server parameters Microsoft recommends '
+                                'for a restore (max_wal_size capped by the free disk, checkpoint_timeout, '
+                                'maintenance_work_mem capped by the memory, max_parallel_maintenance_workers, '
+                                'work_mem, autovacuum off, wal_compression) through ARM, and put each back when the '
+                                'run ends, however it ends (after a kill -9: --resume or cleanup --work-dir). '
+                                'Server-wide: other databases on the target run with them meanwhile. Needs write '
+                                'access to the server in Azure.')
             if verb == 'verify':
                 c.argument('checksum', options_list=['--checksum'], arg_type=flag,
                            help='Also compare an order-independent checksum of every table\'s rows (reads all data).')

@@ -12,14 +12,14 @@ from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError,
 from knack.log import get_logger
 
 from azext_pgdump import checks as checks_wiring
-from azext_pgdump import utilities
+from azext_pgdump import target_settings, utilities
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg import (catalog, dumpclean, inprocess, install, locales, planner, preflight, progress, render,
                              run, workdir)
 from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.interrupts import sigterm_as_exit
-from azext_pgdump.pg.steps import Options
+from azext_pgdump.pg.steps import Options, files_for
 from azext_pgdump.pg.verify import verify as verify_databases
 from azext_pgdump.reach import reach_side
 
@@ -150,7 +150,8 @@ def _log_failures(result, failed):
                  f" for {', '.join(failed)}" if failed else '', result['workDir'], advice)
 
 
-def _plan_and_execute(cmd, build, dry_run, verify_after=False):
+def _plan_and_execute(cmd, build, dry_run, verify_after=False, tune=None):
+    """`tune(plan)`: with --tune-target, the (Tuning, Applier) of the target's parameters for the load."""
     try:
         plan = build()
     except planner.MigrationError as err:
@@ -160,11 +161,14 @@ def _plan_and_execute(cmd, build, dry_run, verify_after=False):
                                                           'to write into this one.') from err
     except catalog.ConnectError as err:
         raise AzureConnectionError(str(err)) from err
+    applier = None
+    if tune is not None:
+        plan.tuning, applier = tune(plan)
     if dry_run:
         return plan.as_dict()
     say = _progress(cmd)
     # A pipeline's log gets a line a minute for a long step (so it does not look hung); a terminal, one every 10 s.
-    result = run.execute(plan, say, interval=10.0 if say.live else 60.0, verify=verify_after)
+    result = run.execute(plan, say, interval=10.0 if say.live else 60.0, verify=verify_after, applier=applier)
     _fail_after_output(cmd, result)
     return result
 
@@ -181,7 +185,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             ssl_root_cert=None, timeout=None, dry_run=False, yes=False, source_admin_password=None,
             target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
-            split_tables_larger_than=None, resume=False, install_utilities=False,
+            split_tables_larger_than=None, resume=False, install_utilities=False, tune_target=False,
             source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -203,6 +207,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, target_server = reach_side(cmd, stack, kw, 'target')
+        tune = _tuning(cmd, tune_target, target_server, work_dir, dry_run, target_settings.for_run)
         if install_utilities:  # even with --dry-run: the plan names the programs it would run
             utilities.ensure_for_run(cmd, source, target, _progress(cmd))
         installed = utilities.bindirs(cmd)
@@ -211,7 +216,18 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             pg_bin_dir, installed)
         return _plan_and_execute(cmd, lambda: planner.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
-            create=not dry_run, facts=facts, resume=state, installed=installed), dry_run, verify_after=verify)
+            create=not dry_run, facts=facts, resume=state, installed=installed), dry_run, verify_after=verify,
+            tune=tune)
+
+
+def _tuning(cmd, tune_target, target_server, work_dir, dry_run, build):
+    """Before a run or restore: give back what a killed run in the same work dir left set (its values are not the
+    server's own), then the callable that plans --tune-target's changes (None without the flag)."""
+    if tune_target:
+        target_settings.require_flexible(target_server)
+    if work_dir and not dry_run:
+        target_settings.give_back_leftovers(cmd, target_server, Path(work_dir), _progress(cmd))
+    return (lambda plan: build(cmd, target_server, plan)) if tune_target else None
 
 
 def _resume_state(work_dir, databases):
@@ -254,7 +270,7 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
             firewall_rule='auto',
             client_ip=None, target_server=None, target_resource_group=None, target_server_type='auto',
             target_host=None, target_port=None, target_admin_user=None, target_ssl_mode='require',
-            target_auth_type='password', locale_map=None):
+            target_auth_type='password', locale_map=None, tune_target=False):
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
     if not work_dir and not dump_file:
@@ -265,23 +281,33 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
-        target, _ = reach_side(cmd, stack, kw, 'target')
+        target, target_server = reach_side(cmd, stack, kw, 'target')
+        inputs = (lambda plan: [Path(dump_file)]) if dump_file else \
+            (lambda plan: [files_for(plan.workdir, d.name, plan.opts.method).dump for d in plan.databases])
+        tune = _tuning(cmd, tune_target, target_server, work_dir, dry_run,
+                       lambda c, server, plan: target_settings.for_restore(c, server, plan, inputs(plan)))
         return _plan_and_execute(cmd, lambda: planner.plan_restore(
             target, opts, Path(work_dir) if work_dir else None, Path(dump_file) if dump_file else None,
-            target_database, databases, pg_bin_dir, installed=utilities.bindirs(cmd)), dry_run)
+            target_database, databases, pg_bin_dir, installed=utilities.bindirs(cmd)), dry_run, tune=tune)
 
 
 def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None, older_than=0,
             work_dir=None):
-    """Remove the temporary firewall rules a killed run left behind; rules this tool did not create stay."""
+    """Remove the temporary firewall rules a killed run left behind (rules this tool did not create stay); with
+    --work-dir, also give back the parameters that run set for its load."""
     if work_dir:
         _mark_killed_run(Path(work_dir))
     server = servers.get_server(cmd.cli_ctx, _server_ref(resource_group_name, server_name, server_type, ids))
     removed = []
     for rule in firewall.leftover_rules(cmd.cli_ctx, server, float(older_than or 0)):
         firewall.delete_rule(cmd.cli_ctx, server, rule.name)
-        removed.append({'name': rule.name, 'startIpAddress': rule.start_ip_address,
+        removed.append({'name': rule.name, 'kind': 'firewall-rule', 'startIpAddress': rule.start_ip_address,
                         'endIpAddress': rule.end_ip_address, 'server': server.name})
+    if work_dir:
+        for change in target_settings.give_back_leftovers(cmd, server, Path(work_dir), _progress(cmd)):
+            removed.append({'name': change['name'], 'kind': 'parameter', 'server': server.name,
+                            'status': change['status'], 'value': change.get('now') or change['was'],
+                            **({'error': change['error']} if 'error' in change else {})})
     return removed
 
 
@@ -336,7 +362,7 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
                   no_owner=False, no_acl=False, if_exists='fail', work_dir=None, pg_bin_dir=None, ssl_root_cert=None,
                   timeout=None,
                   shell='bash', source_admin_password=None, target_admin_password=None, firewall_rule='none',
-                  client_ip=None, yes=False, locale_map=None,
+                  client_ip=None, yes=False, locale_map=None, tune_target=False,
                   source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
                   source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
                   target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -348,7 +374,9 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
     sections = []
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
-        target = reach_side(cmd, stack, kw, 'target')[0] if has_target else None
+        target, target_server = reach_side(cmd, stack, kw, 'target') if has_target else (None, None)
+        if tune_target:
+            target_settings.require_flexible(target_server)
         for m in methods:
             opts = _options(m, jobs, no_roles, no_owner, no_acl, if_exists, locale_map)
             folder = Path(work_dir or 'pgdump') / m if len(methods) > 1 else Path(work_dir or 'pgdump')
@@ -359,6 +387,8 @@ def show_commands(cmd, resource_group_name=None, databases=None, method='directo
                                       installed=utilities.bindirs(cmd))
             except planner.MigrationError as err:
                 raise ValidationError(str(err), recommendation=err.recommendation or None) from err
+            if tune_target:
+                plan.tuning = target_settings.for_run(cmd, target_server, plan)[0]
             sections.append((m, plan))
     if _explicit_structured_output():
         return [{'method': m, 'shell': shell, 'plan': plan.as_dict(), 'steps': render.structured(plan),

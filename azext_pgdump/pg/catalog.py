@@ -83,3 +83,22 @@ def has_icu(conn) -> bool:
 def can_read_pg_authid(conn) -> bool:
     """Azure's admin cannot: pg_dumpall then needs --no-role-passwords."""
     return bool(conn.execute("SELECT has_table_privilege('pg_authid', 'SELECT')").fetchone()[0])
+
+
+def databases_bytes(conn, names=None) -> int:
+    """What the databases take on disk: the ones named, or every one the login may size (the service's own
+    databases among them: they take the disk too)."""
+    rows = conn.execute(
+        "SELECT coalesce(sum(pg_database_size(datname)), 0) FROM pg_database WHERE datallowconn "
+        "AND has_database_privilege(datname, 'CONNECT') AND (%s::text[] IS NULL OR datname = ANY(%s::text[]))",
+        (names, names)).fetchone()
+    return int(rows[0])
+
+
+def wal_bytes(conn):
+    """The WAL the server keeps now; None when the login may not list pg_wal (pg_monitor)."""
+    try:
+        with conn.transaction():
+            return int(conn.execute('SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()').fetchone()[0])
+    except psycopg.Error:
+        return None

@@ -40,6 +40,7 @@ class Plan:
     resumed: Optional['Resume'] = None  # run --resume: what an earlier run finished
     skip: frozenset = frozenset()      # ids of steps an earlier run finished: not done again
     tables_done: dict = field(default_factory=dict)  # stream, resumed: database -> tables copied before
+    tuning: Optional[object] = None    # settings.Tuning: the target's parameters set for the load, given back after
 
     def as_dict(self) -> dict:
         """The plan for --dry-run and show-commands: argv and the names of secret variables, no secret."""
@@ -49,6 +50,7 @@ class Plan:
                 'utilities': {'version': self.tools.version, 'bindir': str(self.tools.bindir)},
                 'source': side(self.source, self.source_major), 'target': side(self.target, self.target_major),
                 'databases': [d.name for d in self.databases], 'notes': self.notes or {},
+                **({'targetSettings': self.tuning.as_dict()} if self.tuning else {}),
                 'steps': [self._step_dict(s) for s in self.steps]}
 
     def _step_dict(self, step) -> dict:

@@ -2,6 +2,7 @@
 
 No password is ever printed: bash and PowerShell read it with a hidden prompt into a variable, cmd
 expects it set beforehand; each command gets it as PGPASSWORD in its own environment."""
+import re
 import shlex
 from dataclasses import replace
 
@@ -274,12 +275,24 @@ def render(plan, shell: str = 'bash') -> str:
              f'{c} Check the utilities: each must be version {plan.tools_major_needed or plan.tools.major} or newer.']
     lines += [sh.version(p) for p in (CHECKED_PROGRAMS[:2] if plan.mode == 'dump' else CHECKED_PROGRAMS)]
     lines += sh.preamble()
+    tuning = plan.tuning
+    if tuning and tuning.changes:
+        lines.append(f"{c} The target's parameters for the load (Microsoft's recommendations; put back at the end)")
+        lines += [_plain_argv(sh, argv) for argv in tuning.set_commands()]
     for step in plan.steps:
         lines.append(f'{c} {step.description}')
         lines.append(sh.command(step))
         if step.logged:
             lines.append(sh.check_log((step.pipe or step).stderr))
+    if tuning and tuning.changes:
+        lines.append(f"{c} Put the target's parameters back as they were")
+        lines += [_plain_argv(sh, argv) for argv in tuning.undo_commands()]
     return '\n'.join(lines) + '\n'
+
+
+def _plain_argv(sh, argv) -> str:
+    """An az command line: words as they are (PowerShell would read a quoted first word as a string)."""
+    return ' '.join(a if re.fullmatch(r'[\w.,/-]+', a) else sh.quote(a) for a in argv)
 
 
 def structured(plan) -> list:

@@ -10,7 +10,7 @@ from typing import Callable
 
 import psycopg
 
-from azext_pgdump.pg import catalog, children, dumpclean, errorlog, footprint, inprocess, record, stream
+from azext_pgdump.pg import catalog, children, dumpclean, errorlog, footprint, inprocess, record, settings, stream
 from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.process import Runner, human, size_of
 from azext_pgdump.pg.scheduler import Scheduler
@@ -19,10 +19,12 @@ from azext_pgdump.pg.state import FAILED, RunState
 from azext_pgdump.pg.steps import Step
 
 
-def execute(plan, progress: Callable[[str], None], interval: float = 10.0, verify: bool = False) -> dict:
+def execute(plan, progress: Callable[[str], None], interval: float = 10.0, verify: bool = False,
+            applier=None) -> dict:
     """The result, as az prints it and the manifest keeps it; its status says how the run ended
-    (`succeeded`, `failed`, or `interrupted` with the signal and the steps under way)."""
-    return _Run(plan, progress, interval, verify).execute()
+    (`succeeded`, `failed`, or `interrupted` with the signal and the steps under way). `applier` sets and reads
+    the target's parameters (arm/tuning.Applier) when the plan changes them for the load."""
+    return _Run(plan, progress, interval, verify, applier).execute()
 
 
 def _mask(text: str, secrets: list) -> str:
@@ -46,8 +48,8 @@ class _Run:
     """One execution of a plan. Steps run on the scheduler's threads; what they find goes to the state
     (which has its own lock), their work (the utilities, the copy) runs outside it."""
 
-    def __init__(self, plan, progress: Callable[[str], None], interval: float, verify: bool):
-        self.plan, self.progress, self.verify = plan, progress, verify
+    def __init__(self, plan, progress: Callable[[str], None], interval: float, verify: bool, applier=None):
+        self.plan, self.progress, self.verify, self.applier = plan, progress, verify, applier
         self.secrets = [p for p in (ep.current_password() for ep in (plan.source, plan.target) if ep) if p]
         self.runner = Runner({'source': plan.source, 'target': plan.target}, progress, interval)
         self.state = RunState(plan, progress)
@@ -60,6 +62,7 @@ class _Run:
         jobs = self.plan.opts.jobs
         scheduler = Scheduler(self.plan.steps, {'source': jobs, 'target': jobs}, self.step, done=self.plan.skip)
         try:
+            self._tune()   # in the try: a signal while ARM applies a change still gives back what was set
             scheduler.run()
         except (KeyboardInterrupt, SystemExit) as err:
             # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (scheduler); say where it stopped.
@@ -69,8 +72,38 @@ class _Run:
             self.state.crashed(err)
         finally:
             self.snapshots.close()
-        with shielded():  # a signal now must not cost the result its last save
+        with shielded():  # a signal now must not cost the target its parameters, or the result its last save
+            self._give_back()
             return self.state.finish(self._verified())
+
+    def _tune(self) -> None:
+        """The target's parameters for the load, each recorded before it is asked for (see state.SETTINGS_FILE)."""
+        tuning = self.plan.tuning
+        if tuning is None or not tuning.changes or self.applier is None:
+            return
+        self.progress(f'Setting {len(tuning.changes)} parameters of {tuning.server} for the load (each is put back '
+                      'when the run ends)...')
+        for change in tuning.changes:
+            self.state.setting(change.name, 'applying')
+            try:
+                self.applier.write(change.name, change.value)
+            except settings.SettingError as err:
+                self.state.setting(change.name, 'failed', error=str(err))
+                self.progress(f'  {change.name}: not changed, the load runs without it: {err}')
+                continue
+            self.state.setting(change.name, 'applied')
+            self.progress(f'  {change.name}: {change.was} -> {change.value}' + (f' ({change.note})' if change.note
+                                                                                 else ''))
+
+    def _give_back(self) -> None:
+        changes = self.state.settings_to_give_back()
+        if not changes or self.applier is None:
+            return
+        self.progress(f'Putting back the parameters of {self.plan.tuning.server}...')
+        for change in changes:
+            outcome = settings.give_back(self.applier, change)
+            self.state.setting(change['name'], **outcome)
+            self.progress(f'  {settings.outcome_line(dict(change, **outcome))}')
 
     def _verified(self) -> dict:
         if not self.verify:

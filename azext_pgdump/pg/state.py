@@ -26,6 +26,13 @@ PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED, SKIPPED = \
 STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED, SKIPPED)
 ENDED = (SUCCEEDED, FAILED, SKIPPED)
 
+# The target's parameters a run changes for the load (pg/settings.py), each: pending, applying (asked for, not known
+# to have taken), applied, restored (given back, or found as it was), left (someone else changed it during the run:
+# kept as they set it), failed (could not be set: the load ran without it), restore-failed (`cleanup` retries it).
+# Their own file, written before each change: after a kill -9, `--resume` and `cleanup` give back what it lists.
+SETTINGS_FILE = 'target-settings.json'
+TO_GIVE_BACK = ('applying', 'applied', 'restore-failed')
+
 # A stream copy of thousands of small tables must not rewrite the manifest thousands of times: the small
 # tables finished in the last second are copied again after a kill -9, which is cheap and correct.
 TABLES_SAVE_INTERVAL = 1.0
@@ -53,6 +60,9 @@ class RunState:
                              **(plan.notes or {}).get(d.name, {})}
                     for d in plan.databases}
         self.last_step = {s.database: s for s in plan.steps}   # None: the roles' last step
+        tuning = getattr(plan, 'tuning', None)
+        self.settings = None if tuning is None else dict(
+            tuning.as_dict(), changes=[dict(c, status=PENDING) for c in tuning.as_dict()['changes']])
         # step id -> {'status', 'seconds', 'tablesDone'}: what --resume reads. Steps an earlier run finished keep
         # their record, so that a run resumed twice still knows them.
         earlier = plan.resumed.tasks if plan.resumed else {}
@@ -133,6 +143,17 @@ class RunState:
     def roles_dumped(self, raw_file: str) -> None:
         with self.lock:
             self.roles['rawFile'] = raw_file
+
+    def setting(self, name: str, status: str, **details) -> None:
+        """A parameter change moved on (see SETTINGS_FILE); saved before anything else happens to it."""
+        with self.lock:
+            change = next(c for c in self.settings['changes'] if c['name'] == name)
+            change.update(details, status=status)
+            write_settings(self.plan.workdir, self.settings)
+
+    def settings_to_give_back(self) -> list:
+        with self.lock:
+            return [dict(c) for c in (self.settings or {}).get('changes', []) if c['status'] in TO_GIVE_BACK]
 
     def interrupted(self, running_ids: list, signal_name: str) -> None:
         """Stopped by a signal: every database under way says so, and the steps it was in."""
@@ -220,6 +241,7 @@ def result_of(state: RunState, extra: Optional[dict] = None) -> dict:
                 'utilities': {'version': plan.tools.version, 'bindir': str(plan.tools.bindir)},
                 'sourceMajor': plan.source_major, 'targetMajor': plan.target_major,
                 'roles': state.roles, 'databases': carried + list(state.dbs.values()),
+                **({'targetSettings': state.settings} if state.settings else {}),
                 'durationSeconds': round(time.monotonic() - state.started, 2), **(extra or {})})
     return copy.deepcopy(out)
 
@@ -279,6 +301,20 @@ def mark_interrupted(path: Path) -> tuple:
     data.pop('pid', None)
     write_manifest(path, data)
     return data, True
+
+
+def write_settings(path: Path, record: dict) -> None:
+    private_file(path / SETTINGS_FILE, json.dumps(record, indent=2, sort_keys=True))
+
+
+def read_settings(path: Path):
+    """The parameter changes a run in `path` recorded; None when it made none."""
+    try:
+        return json.loads((path / SETTINGS_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise WorkDirError(f'{path / SETTINGS_FILE} is damaged: {err}.') from err
 
 
 def alive(pid) -> bool:

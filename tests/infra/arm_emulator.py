@@ -31,6 +31,13 @@ TENANT = "00000000-0000-0000-0000-0000000071d0"
 AUDIENCE = "https://management.azext-pgdump.test/"
 OSSRDBMS = "https://ossrdbms-aad.azext-pgdump.test"
 AZURE_ONLY_PARAMETERS = {"azure.extensions": ""}
+# What Flexible Server allows for the parameters of a load (where it narrows PostgreSQL's own range), and what it
+# never lets its admin change (see shared/notes/azure-postgres.md).
+AZURE_ALLOWED = {"max_wal_size": "2-65536", "checkpoint_timeout": "30-86400", "maintenance_work_mem": "1024-2097151",
+                 "work_mem": "4096-2097151", "max_parallel_maintenance_workers": "0-64"}
+AZURE_READ_ONLY = {"synchronous_commit", "fsync", "full_page_writes", "wal_recycle", "wal_init_zero",
+                   "checkpoint_flush_after", "max_slot_wal_keep_size"}
+DATA_TYPES = {"bool": "Boolean", "integer": "Integer", "real": "Numeric", "enum": "Enumeration", "string": "String"}
 
 
 def _example(name: str) -> dict:
@@ -61,6 +68,9 @@ class EmulatedServer:
     enforce_firewall: bool = False   # when True, only addresses covered by a rule may connect
     firewall_rules: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=lambda: dict(AZURE_ONLY_PARAMETERS))
+    storage_gb: int = 128                 # properties.storage.storageSizeGB (P10)
+    high_availability: str = "Disabled"   # properties.highAvailability.mode: Disabled, ZoneRedundant, SameZone
+    replicas: list = field(default_factory=list)   # names of read replicas of this server
 
     @property
     def id(self) -> str:
@@ -131,6 +141,9 @@ class ArmEmulator:
             props = body["properties"]
             props.update(version=str(s.pg.major), minorVersion=str(s.pg.version_num() % 100), state="Ready")
             props["network"]["publicNetworkAccess"] = s.public_network_access
+            props["storage"]["storageSizeGB"] = s.storage_gb
+            props["highAvailability"] = {"mode": s.high_availability,
+                                         "state": "NotEnabled" if s.high_availability == "Disabled" else "Healthy"}
         else:
             body = copy.deepcopy(_example("single-ServerGet.json")["responses"]["200"]["body"])
             props = body["properties"]
@@ -138,6 +151,14 @@ class ArmEmulator:
                          publicNetworkAccess=s.public_network_access)
         props.update(fullyQualifiedDomainName=s.fqdn, administratorLogin=s.pg.admin)
         body.update(id=s.id, name=s.name, type=s.type, location=s.location)
+        return body
+
+    def replica_body(self, s: EmulatedServer, name: str) -> dict:
+        """A read replica of `s` (Replicas_ListByServer): a server of its own, in the replica role."""
+        body = self.server_body(s)
+        body.update(name=name, id=s.id[:-len(s.name)] + name)
+        body["properties"]["replica"] = {"role": "AsyncReplica", "capacity": 0}
+        body["properties"]["replicationRole"] = "AsyncReplica"
         return body
 
     def databases_body(self, s: EmulatedServer) -> dict:
@@ -153,18 +174,31 @@ class ArmEmulator:
                 "properties": {"startIpAddress": start, "endIpAddress": end}}
 
     def parameter_body(self, s: EmulatedServer, name: str) -> Optional[dict]:
+        """Configurations_Get as Flexible Server answers it, from the real server's pg_settings."""
         if name in s.parameters:
-            value, default, dtype, desc, source = s.parameters[name], AZURE_ONLY_PARAMETERS.get(name, ""), \
-                "Set", "Azure service parameter", "user-override"
-        else:
-            rows = s.pg.execute("SELECT setting, boot_val, vartype, short_desc, source FROM pg_settings "
-                                "WHERE name = %s", (name,))
-            if not rows:
-                return None
-            value, default, dtype, desc, source = rows[0]
+            return self._body_of(s, name, {"value": s.parameters[name], "defaultValue": AZURE_ONLY_PARAMETERS.get(
+                name, ""), "dataType": "Set", "description": "Azure service parameter", "source": "user-override",
+                "isReadOnly": False, "isDynamicConfig": True, "isConfigPendingRestart": False, "allowedValues": ""})
+        rows = s.pg.execute("SELECT setting, boot_val, vartype, short_desc, source, context, pending_restart, "
+                            "coalesce(unit, ''), min_val, max_val, array_to_string(enumvals, ',') FROM pg_settings "
+                            "WHERE name = %s", (name,))
+        if not rows:
+            return None
+        value, default, vartype, desc, source, context, pending, unit, low, high, words = rows[0]
+        allowed = AZURE_ALLOWED.get(name) or ("on,off" if vartype == "bool" else words if vartype == "enum" else
+                                              f"{low}-{high}" if low is not None else "")
+        return self._body_of(s, name, {
+            "value": value, "defaultValue": default, "dataType": DATA_TYPES.get(vartype, "String"),
+            "description": desc, "source": "system-default" if source == "default" else "user-override",
+            "isReadOnly": name in AZURE_READ_ONLY or context == "internal",
+            "isDynamicConfig": context not in ("postmaster", "internal"), "isConfigPendingRestart": bool(pending),
+            "allowedValues": allowed, "unit": unit.upper(),
+            "documentationLink": f"https://www.postgresql.org/docs/{s.pg.major}/runtime-config.html"})
+
+    @staticmethod
+    def _body_of(s: EmulatedServer, name: str, props: dict) -> dict:
         return {"id": f"{s.id}/configurations/{name}", "name": name, "type": f"{s.type}/configurations",
-                "properties": {"value": value, "defaultValue": default, "dataType": dtype.capitalize(),
-                               "description": desc, "source": source, "isReadOnly": False}}
+                "properties": props}
 
     def set_firewall_rule(self, s, name, start=None, end=None, delete=False):
         with self.lock:
@@ -235,7 +269,7 @@ class ArmEmulator:
 
 RESOURCE_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.DBforPostgreSQL/"
-    r"(?P<type>flexibleServers|servers)/(?P<name>[^/]+)(?:/(?P<child>databases|firewallRules|configurations)"
+    r"(?P<type>flexibleServers|servers)/(?P<name>[^/]+)(?:/(?P<child>databases|firewallRules|configurations|replicas)"
     r"(?:/(?P<child_name>[^/]+))?)?$", re.IGNORECASE)
 
 
@@ -385,6 +419,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._firewall(method, server, child_name)
         if child and child.lower() == "configurations":
             return self._configuration(method, server, child_name)
+        if child and child.lower() == "replicas" and method == "GET":
+            return self._send(200, {"value": [em.replica_body(server, n) for n in server.replicas]})
         return self._error(405, "MethodNotAllowed", f"{method} is not supported here.")
 
     def _firewall(self, method, server, name):
@@ -420,5 +456,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, body)
         if method in ("PUT", "PATCH"):
             value = str(self._body().get("properties", {}).get("value", ""))
+            props = body["properties"]
+            if props["isReadOnly"]:
+                return self._error(400, "ServerParameterReadOnly", f"The server parameter '{name}' is read-only.")
+            allowed = props.get("allowedValues") or ""
+            if allowed and props["dataType"] in ("Integer", "Boolean", "Enumeration") and \
+                    not _allowed(allowed, value):
+                return self._error(400, "InvalidParameterValue",
+                                   f"The value '{value}' for '{name}' is not within the allowed values '{allowed}'.")
             return self._accepted(lambda: em.set_parameter(server, name, value))
         return self._error(405, "MethodNotAllowed", f"{method} is not supported here.")
+
+
+def _allowed(allowed: str, value: str) -> bool:
+    """Azure's check of allowedValues: comma-separated ranges ("2-65536") and words ("on,off")."""
+    for item in allowed.split(","):
+        span = re.fullmatch(r"(-?[0-9.]+)-(-?[0-9.]+)", item.strip())
+        if span and re.fullmatch(r"-?[0-9.]+", value):
+            if float(span.group(1)) <= float(value) <= float(span.group(2)):
+                return True
+        elif item.strip().lower() == value.lower():
+            return True
+    return False
