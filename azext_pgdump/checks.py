@@ -3,6 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from azure.cli.core.azclierror import AzureConnectionError, RequiredArgumentMissingError, ValidationError
+from azure.core.exceptions import HttpResponseError
 from knack.log import get_logger
 
 from azext_pgdump.arm import parameters
@@ -27,7 +28,7 @@ def reach_for_check(cmd, stack, kw, side, checks):
 
 
 def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, work_dir, pg_bin_dir,
-                      installed=()):
+                      installed=(), allow_extensions=None):
     """`check` before `run` touches anything: a failed check stops it with every fix at once. Returns the
     facts the checks read, for the plan. `installed`: the folders of the utilities install-utilities put."""
     try:
@@ -38,7 +39,7 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     checks = []
     work = Path(work_dir) if work_dir else Path.cwd()
     facts = checks_with_both(cmd, source, target, target_server, databases, opts, work, pg_bin_dir, checks,
-                             installed)
+                             installed, allow_extensions)
     for c in checks:
         if c.status == 'warn':
             logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
@@ -49,19 +50,62 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     return facts
 
 
-def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_bin_dir, checks, installed=()):
-    """Append every check that needs both servers; return the planner.Facts read (None if unknown)."""
+def checks_with_both(cmd, source, target, target_server, names, opts, work, pg_bin_dir, checks, installed=(),
+                     allow_extensions=None):
+    """Append every check that needs both servers; return the planner.Facts read (None if unknown).
+    `allow_extensions` ('apply' or 'dry', run --allow-extensions): extensions the allow-list lacks are added."""
     # pylint: disable=too-many-arguments
+    flexible = target_server is not None and target_server.kind == 'flexible'
     # The target's parameters are ARM round trips: asked for at once, while the servers are read.
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(4) as pool:
         asked = {name: pool.submit(parameters.get_parameter, cmd.cli_ctx, target_server, name)
-                 for name in ('azure.extensions', 'shared_preload_libraries')
-                 if target_server is not None and target_server.kind == 'flexible'}
-        return _checks_with_both(source, target, target_server, names, opts, work, (pg_bin_dir, installed), checks,
-                                 asked)
+                 for name in ('azure.extensions', 'shared_preload_libraries') if flexible}
+        service = pool.submit(_service_checks, cmd.cli_ctx, target_server) if flexible else None
+        allow = None if not (allow_extensions and flexible) else \
+            lambda value, added: _allow(cmd.cli_ctx, target_server, value, added, allow_extensions == 'dry')
+        facts = _checks_with_both(source, target, target_server, names, opts, work, (pg_bin_dir, installed), checks,
+                                  asked, allow_more=allow)
+        if service is not None:
+            checks += service.result()
+        return facts
 
 
-def _checks_with_both(source, target, target_server, names, opts, work, utilities, checks, asked):
+def _service_checks(cli_ctx, server) -> list:
+    """High availability and read replicas: both replay every write of the load; Microsoft advises turning
+    high availability off for it and creating replicas after it. Reported, never changed by this tool."""
+    g, n = server.resource_group, server.name
+    mode, replicas = parameters.high_availability(cli_ctx, server), parameters.read_replicas(cli_ctx, server)
+    ha = preflight.Check(
+        'target-high-availability', 'warn', f'High availability ({mode}) is on for {n}: the standby makes every '
+        'write of the load too, which slows it.', f'Turn it off for the load: `az postgres flexible-server update -g '
+        f'{g} -n {n} --high-availability Disabled`, and on again after it (--high-availability {mode}).') \
+        if mode.lower() != 'disabled' else preflight.Check('target-high-availability', 'pass',
+                                                           f'High availability is off for {n}.')
+    rr = preflight.Check(
+        'target-read-replicas', 'warn', f"{n} has read replicas ({', '.join(replicas)}): each replays the whole "
+        'load.', 'Microsoft advises creating read replicas after the load: delete them now (`az postgres '
+        f'flexible-server delete -g {g} -n REPLICA`) and create them after it (`az postgres flexible-server replica '
+        f'create -g {g} --replica-name REPLICA --source-server {n}`), or accept a slower load.') \
+        if replicas else preflight.Check('target-read-replicas', 'pass', f'{n} has no read replicas.')
+    return [ha, rr]
+
+
+def _allow(cli_ctx, server, value: str, added: list, dry: bool) -> bool:
+    """run --allow-extensions: add `added` to the target's azure.extensions (dynamic: no restart)."""
+    if dry:
+        logger.warning('--allow-extensions would add %s to the azure.extensions of %s.', ', '.join(added),
+                       server.name)
+        return True
+    logger.warning('Adding %s to the azure.extensions of %s (--allow-extensions)...', ', '.join(added), server.name)
+    try:
+        parameters.set_parameter(cli_ctx, server, 'azure.extensions', value)
+    except HttpResponseError as err:
+        logger.error('Could not change azure.extensions of %s: %s', server.name, err.message)
+        return False
+    return True
+
+
+def _checks_with_both(source, target, target_server, names, opts, work, utilities, checks, asked, allow_more=None):
     # pylint: disable=too-many-arguments,too-many-locals
     jobs, no_roles, if_exists = opts.jobs, not opts.roles, opts.if_exists
     try:
@@ -94,6 +138,9 @@ def _checks_with_both(source, target, target_server, names, opts, work, utilitie
                        f' && az postgres flexible-server restart -g {target_server.resource_group} '
                        f'-n {target_server.name}') if target_server else ''
         used = {k: v for f in findings for k, v in f.extensions.items()}
+        blocked = sorted(set(used) - allow) if allow is not None else []
+        if blocked and allow_more is not None and allow_more(','.join(sorted(allow | set(used))), blocked):
+            allow = allow | set(used)
         checks += preflight.extensions(used, tgt, allow, preload, fix_allow, fix_preload)
         checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists, opts.ours_to_drop))
         # Only databases run will create need the source's locale on the target.

@@ -186,7 +186,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
             split_tables_larger_than=None, resume=False, install_utilities=False, tune_target=False,
-            source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+            allow_extensions=False, source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
             target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
@@ -213,7 +213,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
         installed = utilities.bindirs(cmd)
         facts = None if skip_check or (state and not state.todo) else checks_wiring.preflight_or_fail(
             cmd, _progress(cmd), source, target, target_server, databases, checked if state else opts, work_dir,
-            pg_bin_dir, installed)
+            pg_bin_dir, installed, allow_extensions=('dry' if dry_run else 'apply') if allow_extensions else None)
         return _plan_and_execute(cmd, lambda: planner.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run, facts=facts, resume=state, installed=installed), dry_run, verify_after=verify,

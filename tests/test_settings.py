@@ -22,7 +22,7 @@ def tuned(overrides=None, **kw):
 
 
 def test_every_recommendation_on_a_default_server():
-    t = tuned()
+    t = tuned()   # without pg_stat_statements, pgaudit and Query Store: nothing to say of them
     assert [(c.name, c.was, c.value) for c in t.changes] == [
         ('max_wal_size', '2048', '65536'), ('checkpoint_timeout', '600', '3600'),
         ('maintenance_work_mem', '216064', '2097151'), ('max_parallel_maintenance_workers', '2', '4'),
@@ -121,3 +121,11 @@ def test_give_back_leaves_what_someone_else_set_and_reports_a_refusal():
     assert 'someone changed it' in settings.outcome_line(dict(change, **out))
     refused = settings.give_back(FakeArm({}, fail=True), change)
     assert refused['status'] == 'restore-failed' and '403' in refused['error']
+
+
+def test_statement_tracking_audit_and_query_store_are_quiet_during_the_load():
+    t = tuned({'pg_stat_statements.track': Parameter('pg_stat_statements.track', 'top', 'top,all,none'),
+               'pgaudit.log': Parameter('pgaudit.log', 'ddl,role', ''),
+               'pg_qs.query_capture_mode': Parameter('pg_qs.query_capture_mode', 'none', 'top,all,none')})
+    quiet = {c.name: (c.was, c.value) for c in t.changes if '.' in c.name}
+    assert quiet == {'pg_stat_statements.track': ('top', 'none'), 'pgaudit.log': ('ddl,role', 'none')}

@@ -264,3 +264,54 @@ def test_a_target_arm_does_not_know_is_refused(tune):
                            "--tune-target", "--dry-run"], env=tune.env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode != 0 and "--tune-target" in proc.stderr and "--target-server" in proc.stderr
+
+
+def check_result(tune, *extra):
+    s, t = tune.source, tune.target
+    proc = tune.world.az.run("postgres", "dumprestore", "check", "--databases", *extra, "--no-roles",
+                             "--source-host", s.host, "--source-port", str(s.port), "--source-admin-user", s.admin,
+                             "-g", RESOURCE_GROUP, "--target-server", SERVER, "--target-host", t.host,
+                             "--target-port", str(t.port), "--target-admin-password", t.admin_password,
+                             "--pg-bin-dir", str(bindir(18)), "-o", "json", env=tune.env(), check=False)
+    return proc, {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+
+
+def test_high_availability_and_read_replicas_are_warnings_with_the_commands(tune):
+    _, checks = check_result(tune, DB)
+    assert checks["target-high-availability"]["status"] == checks["target-read-replicas"]["status"] == "pass"
+    tune.emulated.high_availability, tune.emulated.replicas = "ZoneRedundant", ["tune16-replica1"]
+    try:
+        proc, checks = check_result(tune, DB)
+    finally:
+        tune.emulated.high_availability, tune.emulated.replicas = "Disabled", []
+    assert proc.returncode == 0, proc.stderr   # warnings: the load works, only slower
+    ha, rr = checks["target-high-availability"], checks["target-read-replicas"]
+    assert ha["status"] == rr["status"] == "warn"
+    assert f"az postgres flexible-server update -g {RESOURCE_GROUP} -n {SERVER} --high-availability Disabled" \
+        in ha["fix"] and "ZoneRedundant" in ha["fix"]
+    assert "tune16-replica1" in rr["message"] and "replica create" in rr["fix"]
+
+
+def test_allow_extensions_adds_what_the_source_uses_to_the_allow_list(tune):
+    with tune.source.connect(superuser=False) as conn:
+        conn.autocommit = True
+        conn.execute("CREATE DATABASE extdb")
+    with tune.source.connect("extdb", superuser=False) as conn:
+        conn.execute("CREATE EXTENSION citext; CREATE TABLE names (n citext PRIMARY KEY); "
+                     "INSERT INTO names VALUES ('Ada'), ('Grace')")
+    tune.emulated.parameters["azure.extensions"] = "hstore"
+    try:
+        proc, checks = check_result(tune, "extdb")
+        assert proc.returncode == 1 and checks["extensions-allow-list"]["status"] == "fail"
+        assert "citext" in checks["extensions-allow-list"]["message"]
+        args = tune.args(tune.tmp / "ext", "--allow-extensions")
+        args[args.index(DB)] = "extdb"
+        dry = tune.world.az.run(*args, "--dry-run", *tune.passwords(), env=tune.env())
+        assert "would add citext" in dry.stderr and tune.emulated.parameters["azure.extensions"] == "hstore"
+        done = tune.world.az.run(*args, *tune.passwords(), env=tune.env(), check=False)
+        assert done.returncode == 0, done.stderr
+        assert tune.emulated.parameters["azure.extensions"] == "citext,hstore"
+        assert_same(tune.source, tune.target, "extdb")
+    finally:
+        tune.emulated.parameters["azure.extensions"] = ""
+        tune.target.drop_database("extdb")

@@ -1,7 +1,7 @@
 """Server parameters (configurations) through ARM: what a Flexible Server allows that SQL cannot show."""
 from azure.core.exceptions import HttpResponseError
 
-from azext_pgdump._client_factory import client_for
+from azext_pgdump._client_factory import client_for, configuration_update_model
 from azext_pgdump.arm.servers import prop
 
 
@@ -19,3 +19,26 @@ def set_command(server, name: str) -> str:
     """The az command that changes a parameter, with VALUE for the value."""
     return (f'az postgres flexible-server parameter set -g {server.resource_group} -s {server.name} '
             f'--name {name} --value VALUE')
+
+
+def set_parameter(cli_ctx, server, name: str, value: str) -> None:
+    """Set a dynamic parameter (ARM applies it without a restart); HttpResponseError when refused."""
+    update = configuration_update_model(server.kind)(value=value, source='user-override')
+    client_for(cli_ctx, server.kind, server.subscription).configurations.begin_update(
+        server.resource_group, server.name, name, update).result()
+
+
+def high_availability(cli_ctx, server) -> str:
+    """The target's high availability mode (Disabled, ZoneRedundant, SameZone)."""
+    model = client_for(cli_ctx, server.kind, server.subscription).servers.get(server.resource_group, server.name)
+    mode = getattr(prop(model, 'high_availability'), 'mode', None)
+    return str(getattr(mode, 'value', mode) or 'Disabled')
+
+
+def read_replicas(cli_ctx, server) -> list:
+    """The names of the server's read replicas."""
+    try:
+        return [r.name for r in client_for(cli_ctx, server.kind, server.subscription).replicas.list_by_server(
+            server.resource_group, server.name)]
+    except HttpResponseError:
+        return []

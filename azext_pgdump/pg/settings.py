@@ -16,7 +16,13 @@ RECOMMENDED = (
     ('work_mem', '32768'),
     ('autovacuum', 'off'),                       # no vacuum of tables still being loaded; ANALYZE follows the load
     ('wal_compression', 'on'),                   # full-page images after each checkpoint, smaller
+    # Quiet during the load: statements tracked, audited and captured by Query Store cost every one of them.
+    ('pg_stat_statements.track', 'none'),
+    ('pgaudit.log', 'none'),
+    ('pg_qs.query_capture_mode', 'none'),
 )
+# Only servers that load them have these: their absence is nothing to report.
+OPTIONAL = {'pg_stat_statements.track', 'pgaudit.log', 'pg_qs.query_capture_mode'}
 NUMERIC_UP = {'max_wal_size', 'checkpoint_timeout', 'maintenance_work_mem', 'max_parallel_maintenance_workers',
               'work_mem'}   # a value already higher than the recommendation is the owner's choice: kept
 GIB = 1 << 30
@@ -123,7 +129,7 @@ def _decide(tuning: Tuning, param: Optional[Parameter], name: str, wanted: str, 
     def skip(reason):
         tuning.skipped.append({'name': name, 'reason': reason})
     if param is None:
-        return skip('the server has no such parameter')
+        return None if name in OPTIONAL else skip('the server has no such parameter')
     if param.read_only:
         return skip('read-only on this server')
     if not param.dynamic or param.pending_restart:
