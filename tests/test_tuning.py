@@ -277,6 +277,7 @@ def check_result(tune, *extra):
 
 
 def test_high_availability_and_read_replicas_are_warnings_with_the_commands(tune):
+    tune.fresh()
     _, checks = check_result(tune, DB)
     assert checks["target-high-availability"]["status"] == checks["target-read-replicas"]["status"] == "pass"
     tune.emulated.high_availability, tune.emulated.replicas = "ZoneRedundant", ["tune16-replica1"]
