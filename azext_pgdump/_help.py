@@ -224,6 +224,8 @@ examples:
     text: >
       az postgres dumprestore check -g myresourcegroup --source-server old --target-server new
       --databases sales inventory --jobs 8 --work-dir /mnt/big
+  - name: Whether a Flexible Server source can be followed by its target through logical replication.
+    text: az postgres dumprestore check -g myresourcegroup --source-server old --target-server new --online
 """
 
 helps['postgres dumprestore install-utilities'] = """

@@ -190,6 +190,13 @@ def load_arguments(self, _):
                                                 '(default: none; a refusal is reported as a failed check).')
                 c.argument('work_dir', options_list=['--work-dir'],
                            help='Where the dumps would go, for the free-space check. Default: the current folder.')
+                c.argument('online', options_list=['--online'], arg_type=flag,
+                           help='Also check what an online migration (logical replication from source to target, '
+                                'so that the target follows the source until a cutover) needs: a source that can '
+                                'publish (not Single Server, wal_level logical, a login with REPLICATION, free '
+                                'replication slots and WAL senders), tables it can publish (a primary key or '
+                                'replica identity, owned by the login), no large objects, and a target login that '
+                                'may create subscriptions.')
             if verb == 'show-commands':
                 c.argument('shell', options_list=['--shell'], arg_type=get_enum_type(['bash', 'powershell', 'cmd']),
                            default='bash', help='Shell to write the commands for, with its quoting.')

@@ -7,7 +7,7 @@ from azure.core.exceptions import HttpResponseError
 from knack.log import get_logger
 
 from azext_pgdump.arm import parameters
-from azext_pgdump.pg import assessment, catalog, planner, preflight, tools
+from azext_pgdump.pg import assessment, catalog, online, planner, preflight, tools
 from azext_pgdump.reach import reach_side
 
 logger = get_logger(__name__)
@@ -151,3 +151,17 @@ def _checks_with_both(source, target, target_server, names, opts, work, utilitie
     checks.append(preflight.disk_space(source, [d.name for d in dbs], work))
     checks.append(preflight.lock_headroom(findings))
     return facts
+
+
+def online_checks(source, source_server, target, names) -> list:
+    """check --online: what logical replication from this source to this target needs."""
+    if source_server is not None and source_server.kind == 'flexible':
+        g, n = source_server.resource_group, source_server.name
+        fix = (f'az postgres flexible-server parameter set -g {g} -s {n} --name wal_level --value logical && '
+               f'az postgres flexible-server restart -g {g} -n {n}   (a restart: plan it)')
+    else:
+        fix = 'ALTER SYSTEM SET wal_level = logical; as a superuser, then restart the server (plan it).'
+    with catalog.connect(source) as conn:
+        names = names or [d.name for d in catalog.user_databases(conn)]
+    kind = source_server.kind if source_server is not None else source.kind
+    return online.source_checks(source, kind, names, fix) + [online.target_check(target, target.kind)]

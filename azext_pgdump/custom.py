@@ -434,7 +434,7 @@ def verify(cmd, resource_group_name=None, databases=None, checksum=False, jobs=N
 
 def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=False, if_exists='fail', work_dir=None,
           pg_bin_dir=None, ssl_root_cert=None, timeout=None, source_admin_password=None, target_admin_password=None,
-          firewall_rule='none', client_ip=None, yes=False, locale_map=None,
+          firewall_rule='none', client_ip=None, yes=False, locale_map=None, online=False,
           source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
           source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
           target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -444,11 +444,13 @@ def check(cmd, resource_group_name=None, databases=None, jobs=None, no_roles=Fal
     checks = []
     opts = _options('directory', jobs, no_roles, False, False, if_exists, locale_map)
     with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = checks_wiring.reach_for_check(cmd, stack, kw, 'source', checks)
+        source, source_server_info = checks_wiring.reach_for_check(cmd, stack, kw, 'source', checks)
         target, target_server_info = checks_wiring.reach_for_check(cmd, stack, kw, 'target', checks)
         if source and target:
             checks_wiring.checks_with_both(cmd, source, target, target_server_info, databases, opts,
                                            Path(work_dir or '.'), pg_bin_dir, checks, utilities.bindirs(cmd))
+            if online:
+                checks += checks_wiring.online_checks(source, source_server_info, target, databases)
     result = preflight.as_result(checks)
     _fail_after_output(cmd, result)
     return result

@@ -52,6 +52,7 @@ class PgServer:
     password_encryption: str = "scram-sha-256"
     auth_method: str = "scram-sha-256"     # pg_hba method
     locale: str = "C.UTF-8"
+    conf: dict = field(default_factory=dict)   # more postgresql.conf settings (wal_level = logical, ...)
 
     @property
     def bindir(self) -> Path:
@@ -110,6 +111,7 @@ fsync = off
 full_page_writes = off
 synchronous_commit = off
 """)
+            f.writelines(f"{name} = '{value}'\n" for name, value in self.conf.items())
         self._write_hba(None)
 
     def _write_hba(self, admitted_cidrs) -> None:
