@@ -255,3 +255,33 @@ examples:
   - name: What is installed, and remove a version.
     text: az postgres dumprestore install-utilities --list -o table && az postgres dumprestore install-utilities --remove --version 16
 """
+
+helps['postgres dumprestore cutover'] = """
+type: command
+short-summary: End a `run --online`: the target catches up, takes the sequences' values, stops following, and is compared.
+long-summary: >
+  Stop the application's writes to the source first. For each database that follows its source: waits until the
+  target has applied a heartbeat written on the source now (so everything committed before it), sets every
+  sequence on the target to the source's value (logical replication does not carry them), removes the
+  subscription, the replication slot, the publication and the run's role, then compares every table of source
+  and target by checksum. Exits non-zero when a database differs. Point the application at the target after it.
+examples:
+  - name: Cut over after the application stopped writing.
+    text: >
+      az postgres dumprestore cutover -g myresourcegroup --source-server old --target-server new
+      --work-dir ./pgdump-20261201-101500
+"""
+
+helps['postgres dumprestore cancel'] = """
+type: command
+short-summary: Stop a `run --online` without cutting over; the source is left as it was before the run.
+long-summary: >
+  Removes the subscription on the target, and the replication slot, the publication, the heartbeat schema and
+  the run's role on the source. The target databases keep what was copied (drop them, or run again with
+  --if-exists drop).
+examples:
+  - name: Give up an online migration.
+    text: >
+      az postgres dumprestore cancel -g myresourcegroup --source-server old --target-server new
+      --work-dir ./pgdump-20261201-101500
+"""

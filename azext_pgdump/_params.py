@@ -90,7 +90,7 @@ def load_arguments(self, _):
                    help='For a plain script: leave out the planner statistics pg_dump 18 --statistics wrote '
                         '(a target before 18 cannot restore them; pg_restore --no-statistics does this for archives).')
 
-    for verb in ('run', 'dump', 'restore', 'show-commands', 'verify', 'check'):
+    for verb in ('run', 'dump', 'restore', 'show-commands', 'verify', 'check', 'cutover', 'cancel'):
         with self.argument_context(f'postgres dumprestore {verb}') as c:
             c.argument('resource_group_name', resource_group_name_type, id_part=None,
                        help='Resource group of both servers, unless --source/--target-resource-group say otherwise.')
@@ -133,8 +133,12 @@ def load_arguments(self, _):
             c.argument('dry_run', options_list=['--dry-run'], arg_type=flag,
                        help='Print the plan (steps and exact commands, secrets masked) without running it.')
             c.argument('work_dir', options_list=['--work-dir'],
-                       help='Folder for dumps, roles.sql and errors logs. Default: a new pgdump-DATE-TIME folder.'
+                       help='The --work-dir of the `run --online` to end.' if verb in ('cutover', 'cancel') else
+                       'Folder for dumps, roles.sql and errors logs. Default: a new pgdump-DATE-TIME folder.'
                        if verb != 'restore' else 'Folder written by `dump` (or `run`) to restore from.')
+            if verb == 'cutover':
+                c.argument('catch_up_timeout', options_list=['--catch-up-timeout'], type=int,
+                           help='Seconds to wait for the target to apply what the source committed. Default: 600.')
             if verb in ('run', 'restore', 'show-commands', 'check'):
                 c.argument('locale_map', nargs='+', options_list=['--locale-map'],
                            help='OLD=NEW pairs: create databases whose locale is OLD with NEW. Windows names such '
@@ -167,6 +171,12 @@ def load_arguments(self, _):
                                 'kept afterwards: the databases need them). Extensions that must be in '
                                 'shared_preload_libraries need a restart: they are reported, never changed. Works '
                                 'with the checks (not with --skip-check).')
+                c.argument('online', options_list=['--online'], arg_type=flag,
+                           help='Minimal downtime (stream method): the copy reads the snapshot of a logical '
+                                'replication slot, and once it is in, a subscription on the target follows the '
+                                'source from that slot on (nothing missed, nothing twice). The command returns with '
+                                'the lag; stop the application\'s writes and run `cutover`, or `cancel`. Needs '
+                                'wal_level = logical on the source (`check --online` says what else).')
                 c.argument('verify', options_list=['--verify'], arg_type=flag,
                            help='After the migration, compare every table\'s row count, the objects by kind and the '
                                 'sequences of source and target, as `verify` does; differences fail the run.')

@@ -28,7 +28,7 @@ def reach_for_check(cmd, stack, kw, side, checks):
 
 
 def preflight_or_fail(cmd, progress, source, target, target_server, databases, opts, work_dir, pg_bin_dir,
-                      installed=(), allow_extensions=None):
+                      installed=(), allow_extensions=None, online_from=False):
     """`check` before `run` touches anything: a failed check stops it with every fix at once. Returns the
     facts the checks read, for the plan. `installed`: the folders of the utilities install-utilities put."""
     try:
@@ -40,6 +40,8 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     work = Path(work_dir) if work_dir else Path.cwd()
     facts = checks_with_both(cmd, source, target, target_server, databases, opts, work, pg_bin_dir, checks,
                              installed, allow_extensions)
+    if online_from is not False:   # run --online: the source's ArmServer (or None), for the wal_level command
+        checks += online_checks(source, online_from, target, databases)
     for c in checks:
         if c.status == 'warn':
             logger.warning('%s: %s %s', c.name, c.message, c.fix or '')

@@ -48,3 +48,5 @@ def load_command_table(self, _):
         g.custom_command('verify', 'verify', table_transformer=_verify_table)
         g.custom_command('check', 'check', table_transformer=_check_table)
         g.custom_command('install-utilities', 'install_utilities', table_transformer=_utilities_table)
+        g.custom_command('cutover', 'cutover')
+        g.custom_command('cancel', 'cancel')

@@ -4,6 +4,7 @@ import re
 import signal
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -15,8 +16,8 @@ from azext_pgdump import checks as checks_wiring
 from azext_pgdump import target_settings, utilities
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
-from azext_pgdump.pg import (catalog, dumpclean, inprocess, install, locales, planner, preflight, progress, render,
-                             run, workdir)
+from azext_pgdump.pg import (catalog, dumpclean, inprocess, install, locales, online_end, planner, preflight,
+                             progress, render, run, workdir)
 from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.steps import Options, files_for
@@ -113,6 +114,11 @@ def _fail_after_output(cmd, result):
     failed = [d['name'] for d in result.get('databases', []) if d.get('status') == 'failed']
     if code != 1:
         _log_interrupted(result)
+    elif result.get('mode') in ('cutover', 'cancel'):
+        for db in result['databases']:
+            if db.get('status') == 'failed':
+                logger.error('%s: %s', db['name'], db.get('error') or '; '.join(
+                    db.get('verify', {}).get('differences', [])[:5]))
     elif 'checks' in result:
         logger.error('Some checks failed: %s.', ', '.join(c['name'] for c in result['checks'] if c['status'] == 'fail'))
     elif 'workDir' in result:
@@ -186,7 +192,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
             split_tables_larger_than=None, resume=False, install_utilities=False, tune_target=False,
-            allow_extensions=False, source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+            allow_extensions=False, online=False, source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
             target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
@@ -196,6 +202,9 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     # A resumed run goes on the way it began (its finished steps are worth keeping only for the same method).
     method = method or (state.method if state and state.method else 'stream')
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
+    if online:
+        _online_allowed(method, verify, resume)
+        opts = replace(opts, online=True)
     if state is not None:
         databases = state.todo
         checked = state.options(opts)
@@ -205,7 +214,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     if not dry_run:
         _confirm_drop(if_exists, yes)
     with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = reach_side(cmd, stack, kw, 'source')
+        source, source_server = reach_side(cmd, stack, kw, 'source')
         target, target_server = reach_side(cmd, stack, kw, 'target')
         tune = _tuning(cmd, tune_target, target_server, work_dir, dry_run, target_settings.for_run)
         if install_utilities:  # even with --dry-run: the plan names the programs it would run
@@ -213,7 +222,8 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
         installed = utilities.bindirs(cmd)
         facts = None if skip_check or (state and not state.todo) else checks_wiring.preflight_or_fail(
             cmd, _progress(cmd), source, target, target_server, databases, checked if state else opts, work_dir,
-            pg_bin_dir, installed, allow_extensions=('dry' if dry_run else 'apply') if allow_extensions else None)
+            pg_bin_dir, installed, allow_extensions=('dry' if dry_run else 'apply') if allow_extensions else None,
+            online_from=source_server if online else False)
         return _plan_and_execute(cmd, lambda: planner.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run, facts=facts, resume=state, installed=installed), dry_run, verify_after=verify,
@@ -228,6 +238,19 @@ def _tuning(cmd, tune_target, target_server, work_dir, dry_run, build):
     if work_dir and not dry_run:
         target_settings.give_back_leftovers(cmd, target_server, Path(work_dir), _progress(cmd))
     return (lambda plan: build(cmd, target_server, plan)) if tune_target else None
+
+
+def _online_allowed(method, verify, resume) -> None:
+    if method != 'stream':
+        raise MutuallyExclusiveArgumentError('--online follows the source from the snapshot the stream method copies '
+                                             'in.', recommendation='Leave out --method (stream is the default).')
+    if verify:
+        raise MutuallyExclusiveArgumentError('--online verifies at the cutover, when the source has stopped changing.',
+                                             recommendation='Leave out --verify; `cutover` compares every table.')
+    if resume:
+        raise MutuallyExclusiveArgumentError('An online run cannot be resumed yet: its snapshot ended with it.',
+                                             recommendation='Run `az postgres dumprestore cancel --work-dir DIR` '
+                                                            'with the same servers, then run again.')
 
 
 def _resume_state(work_dir, databases):
@@ -494,3 +517,55 @@ def _removed(cmd, major):
         logger.warning('Nothing to remove: %s', f'PostgreSQL {major} utilities are not installed.' if major else
                        'no utilities are installed.')
     return gone
+
+
+# ----- the online mode's end: cutover, cancel ----------------------------------------------------------------
+
+def cutover(cmd, work_dir, resource_group_name=None, jobs=None, ssl_root_cert=None, timeout=None,
+            source_admin_password=None, target_admin_password=None, firewall_rule='auto', client_ip=None, yes=False,
+            catch_up_timeout=600, source_server=None, source_resource_group=None, source_server_type='auto',
+            source_host=None, source_port=None, source_admin_user=None, source_ssl_mode='require',
+            source_auth_type='password', target_server=None, target_resource_group=None, target_server_type='auto',
+            target_host=None, target_port=None, target_admin_user=None, target_ssl_mode='require',
+            target_auth_type='password'):
+    """With the application's writes stopped: the target applies the rest, its sequences take the source's
+    values, what the online run made is removed, and every table is compared by checksum."""
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    following = _following(work_dir)
+    with sigterm_as_exit(), ExitStack() as stack:
+        source, _ = reach_side(cmd, stack, kw, 'source')
+        target, _ = reach_side(cmd, stack, kw, 'target')
+        result = online_end.cutover(source, target, Path(work_dir), following, float(catch_up_timeout or 600),
+                                    _jobs(jobs), _progress(cmd))
+    _fail_after_output(cmd, result)
+    return result
+
+
+def cancel(cmd, work_dir, resource_group_name=None, ssl_root_cert=None, timeout=None, source_admin_password=None,
+           target_admin_password=None, firewall_rule='auto', client_ip=None, yes=False, source_server=None,
+           source_resource_group=None, source_server_type='auto', source_host=None, source_port=None,
+           source_admin_user=None, source_ssl_mode='require', source_auth_type='password', target_server=None,
+           target_resource_group=None, target_server_type='auto', target_host=None, target_port=None,
+           target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):
+    """Stop following: the subscription, the slot, the publication and the run's role are removed; the source is
+    as it was before the run, the target keeps what was copied."""
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    kw = locals()
+    following = _following(work_dir, ('following', 'publishing'))
+    with sigterm_as_exit(), ExitStack() as stack:
+        source, _ = reach_side(cmd, stack, kw, 'source')
+        target, _ = reach_side(cmd, stack, kw, 'target')
+        return online_end.cancel(source, target, Path(work_dir), following, _progress(cmd))
+
+
+def _following(work_dir, statuses=('following',)) -> list:
+    """The databases of an online run in `work_dir` whose target still follows the source."""
+    try:
+        found = online_end.following(Path(work_dir), statuses)
+    except workdir.WorkDirError as err:
+        raise FileOperationError(str(err), recommendation='Pass the --work-dir of the `run --online`.') from err
+    if not found:
+        raise ValidationError(f'No database of the run in {work_dir} follows its source.',
+                              recommendation='Pass the --work-dir of a `run --online` that succeeded.')
+    return found

@@ -25,14 +25,16 @@ class Database:
     owner: str = ''
 
 
-def connect(endpoint: Endpoint, dbname: str = 'postgres') -> psycopg.Connection:
+def connect(endpoint: Endpoint, dbname: str = 'postgres', replication: bool = False) -> psycopg.Connection:
+    """`replication`: a logical replication connection (replication=database), which can create a slot."""
+    extra = {'replication': 'database'} if replication else {}
     try:
         # Named, so that a DBA (or a test) can tell our sessions in pg_stat_activity. A lock held by someone
         # else (an ALTER TABLE on the source) is waited for as long as --timeout, not for ever.
         # The same session settings the utilities get (Endpoint.session_options), when the server's major is known.
         conn = psycopg.connect(endpoint.conninfo(dbname), password=endpoint.current_password(), autocommit=True,
                                application_name=APPLICATION_NAME,
-                               options=endpoint.session_options(f'lock_timeout={endpoint.lock_wait()}'))
+                               options=endpoint.session_options(f'lock_timeout={endpoint.lock_wait()}'), **extra)
     except psycopg.OperationalError as err:
         raise ConnectError(f'Cannot connect to {endpoint.name} as {endpoint.user}: {str(err).strip()}') from err
     if not endpoint.major and conn.info.server_version >= CLIENT_CHECK_SINCE * 10000:

@@ -23,6 +23,8 @@ LEFT_OUT_REASON = 'Azure service object'
 STATISTICS = 'STATISTICS DATA'
 STATISTICS_REASON = 'planner statistics: the target is older than PostgreSQL 18 (ANALYZE makes them there)'
 
+ONLINE_PREFIX = 'azext_pgdump_'   # the names run --online gives what it makes (pg/online.py)
+
 # pg_restore --list:  "7; 2615 2200 SCHEMA - public azure_superuser"
 _LIST_LINE = re.compile(r'^(\d+); (\d+) (\d+) (.*)$')
 _MULTIWORD_DESCS = ('MATERIALIZED VIEW DATA', 'SEQUENCE OWNED BY', 'DEFAULT ACL', 'TABLE DATA', 'FK CONSTRAINT',
@@ -106,6 +108,8 @@ def clean_list(text: str) -> CleanedList:
         entry = parse_list_line(line)
         if entry is None:
             continue  # comments: pg_restore -L ignores them anyway
+        if entry.desc.startswith('PUBLICATION') and ONLINE_PREFIX in entry.tag:
+            continue   # a run --online's own publication, in the snapshot it made: the source's, not the target's
         if left_out(entry.desc, entry.tag, entry.owner):
             dropped.append(entry.describe())
         else:

@@ -1,7 +1,13 @@
 """What an online migration needs (the source publishes its tables to the target through logical replication,
 so that the target follows the source until the cutover), checked before anything is made: `check --online`.
 Each check names what it found and gives the fix; the commands that need Azure come from the caller."""
+import secrets
+import time
 from typing import Optional
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from azext_pgdump.pg import catalog
 from azext_pgdump.pg.preflight import Check
@@ -82,6 +88,10 @@ def _slots(conn, databases: int) -> Check:
 
 def _database_checks(conn, name: str) -> list:
     checks = []
+    if not conn.execute("SELECT pg_catalog.has_database_privilege(current_database(), 'CREATE')").fetchone()[0]:
+        checks.append(Check(f'online-heartbeat/{name}', 'fail', f'The login may not create a schema in {name}: the '
+                            f'run keeps its heartbeat table (how far behind the target is) in a schema {SCHEMA}.',
+                            f'GRANT CREATE ON DATABASE "{name}" TO the login (as its owner).'))
     no_identity = [r[0] for r in conn.execute(_NO_IDENTITY).fetchall()]
     if no_identity:
         checks.append(Check(f'online-replica-identity/{name}', 'fail',
@@ -121,3 +131,204 @@ def target_check(target, kind: Optional[str]) -> Check:
     fix = (f'GRANT pg_create_subscription TO "{user}"; (as an administrator)' if major >= 16 else
            'Choose a PostgreSQL 16+ target, or a Flexible Server.')
     return Check('online-subscription', 'fail', f'{user} may not create subscriptions on the target.', fix)
+
+
+# ----- the online run: publish, follow, cut over --------------------------------------------------------------
+
+SCHEMA = 'azext_pgdump'   # holds the heartbeat table, on the source and (restored with the schema) the target
+_HEARTBEAT = sql.SQL('{}.heartbeat').format(sql.Identifier(SCHEMA))
+# What a publication lists: plain tables that are not partitions, and partitioned tables (published through
+# their root, so the target's partitioned table routes each row as the source did).
+_PUBLISHED = f"""
+SELECT format('%I.%I', n.nspname, c.relname), n.nspname FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {user_object('pg_class', 'c.oid')}
+ORDER BY 1"""
+ROOT_SINCE = 13   # publish_via_partition_root
+
+
+def names(token: str) -> dict:
+    """The objects an online run makes for one database; one name, recognisable for `cleanup`."""
+    name = f'azext_pgdump_{token}'
+    return {'publication': name, 'slot': name, 'subscription': name, 'role': name}
+
+
+def publish(source, database: str, major: int) -> dict:
+    """On the source: the heartbeat table and a publication of every table. Returns the names. The slot comes
+    after (see create_slot): a publication must exist before the slot's first change."""
+    made = names(secrets.token_hex(4))
+    ident = {k: sql.Identifier(v) for k, v in made.items()}
+    with catalog.connect(source, database) as conn, conn.transaction():
+        conn.execute(sql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(sql.Identifier(SCHEMA)))
+        conn.execute(sql.SQL('CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY, at timestamptz NOT NULL, '
+                             'lsn pg_lsn)').format(_HEARTBEAT))
+        conn.execute(sql.SQL('INSERT INTO {} VALUES (1, clock_timestamp(), pg_current_wal_lsn()) '
+                             'ON CONFLICT (id) DO NOTHING').format(_HEARTBEAT))
+        tables = conn.execute(_PUBLISHED).fetchall()
+        listed = sql.SQL(', ').join(sql.SQL(row[0]) for row in tables)   # format('%I.%I'): quoted already
+        options = sql.SQL(' WITH (publish_via_partition_root = true)') if major >= ROOT_SINCE else sql.SQL('')
+        conn.execute(sql.SQL('CREATE PUBLICATION {} FOR TABLE {}{}').format(ident['publication'], listed, options))
+    return dict(made, tables=len(tables))
+
+
+def login_for_subscription(source, database: str, made: dict) -> tuple:
+    """(user, password) the target's subscription logs in to the source with: a login of the run's own (random
+    password, REPLICATION, read access to the published tables), made after the snapshot so that the copy carries
+    none of its grants; the admin's when the source does not let the admin make one (before 16, only a superuser
+    may create a role with REPLICATION; `made['role']` then becomes None)."""
+    password = secrets.token_urlsafe(24)
+    role = sql.Identifier(made['role'])
+    with catalog.connect(source, database) as conn, conn.transaction():
+        rows = conn.execute("SELECT format('%%I', schemaname), format('%%I.%%I', schemaname, tablename) "
+                            'FROM pg_catalog.pg_publication_tables WHERE pubname = %s',
+                            (made['publication'],)).fetchall()
+        schemas = sorted({r[0] for r in rows})
+        listed = sql.SQL(', ').join(sql.SQL(r[1]) for r in rows)
+        if _own_login(conn, role, password, schemas, listed):
+            return made['role'], password
+    made['role'] = None
+    return source.user, source.current_password()
+
+
+def _own_login(conn, role, password: str, schemas: list, listed) -> bool:  # schemas: quoted names
+    """A login of the run's own for the target's subscription, so that the admin's password is not kept in the
+    target's catalog. Before 16 only a superuser may create a role with REPLICATION: then False."""
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL('CREATE ROLE {} LOGIN REPLICATION PASSWORD {}').format(role, sql.Literal(password)))
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    if schemas:
+        conn.execute(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
+            sql.SQL(', ').join(sql.SQL(s) for s in schemas), role))
+    conn.execute(sql.SQL('GRANT SELECT ON {} TO {}').format(listed, role))
+    return True
+
+
+def create_slot(source, database: str, slot: str, major: int) -> tuple:
+    """(the replication connection, the snapshot it exported, the slot's first LSN). The copy reads exactly
+    that snapshot, so the subscription starts where the copy ends: nothing missed, nothing twice. The
+    snapshot lives as long as the connection stays open and idle."""
+    conn = catalog.connect(source, database, replication=True)
+    how = " (SNAPSHOT 'export')" if major >= 15 else ' EXPORT_SNAPSHOT'
+    try:
+        _, lsn, snapshot, _ = conn.execute(
+            sql.SQL('CREATE_REPLICATION_SLOT {} LOGICAL pgoutput').format(sql.Identifier(slot)).as_string(conn)
+            + how).fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    return conn, snapshot, lsn
+
+
+def subscribe(target, source, database: str, made: dict) -> None:
+    """On the target, once the copy and its indexes are in: a subscription that starts at the slot (no slot
+    made, no data copied), logging in to the source as the run's own role."""
+    user, password = login_for_subscription(source, database, made)
+    conninfo = make_conninfo(host=source.host, port=str(source.port), dbname=database, user=user,
+                             password=password, sslmode=source.sslmode)
+    ident = sql.Identifier(made['subscription'])
+    with catalog.connect(target, database) as conn:
+        conn.execute(sql.SQL('CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, '
+                             'slot_name = {}, copy_data = false, enabled = false)').format(
+            ident, sql.Literal(conninfo), sql.Identifier(made['publication']), sql.Literal(made['slot'])))
+        conn.execute(sql.SQL('ALTER SUBSCRIPTION {} ENABLE').format(ident))
+
+
+def lag(source, target, database: str, slot: str) -> dict:
+    """How far the target is behind: a heartbeat written on the source now, against the last one the target
+    applied (seconds), and the WAL the slot still holds for it (bytes)."""
+    with catalog.connect(source, database) as src:
+        at, behind = src.execute(sql.SQL(
+            'UPDATE {} SET at = clock_timestamp(), lsn = pg_current_wal_lsn() WHERE id = 1 RETURNING at, '
+            '(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_catalog.pg_replication_slots '
+            'WHERE slot_name = {})').format(_HEARTBEAT, sql.Literal(slot))).fetchone()
+    with catalog.connect(target, database) as tgt:
+        applied = tgt.execute(sql.SQL('SELECT at FROM {} WHERE id = 1').format(_HEARTBEAT)).fetchone()[0]
+    return {'bytes': int(behind or 0), 'seconds': round(max((at - applied).total_seconds(), 0.0), 1),
+            'heartbeat': at.isoformat()}
+
+
+def caught_up(source, target, database: str, timeout: float, say) -> float:
+    """Wait until the target applied a heartbeat written now: everything the source committed before it is in
+    (one subscription applies in commit order). Returns the seconds it took."""
+    started = time.monotonic()
+    with catalog.connect(source, database) as src:
+        mark = src.execute(sql.SQL('UPDATE {} SET at = clock_timestamp(), lsn = pg_current_wal_lsn() WHERE id = 1 '
+                                   'RETURNING at').format(_HEARTBEAT)).fetchone()[0]
+    with catalog.connect(target, database) as tgt:
+        while True:
+            applied = tgt.execute(sql.SQL('SELECT at FROM {} WHERE id = 1').format(_HEARTBEAT)).fetchone()[0]
+            if applied >= mark:
+                return round(time.monotonic() - started, 2)
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f'{database}: the target has not applied the source\'s last changes after '
+                                   f'{timeout:.0f} s (it is {(mark - applied).total_seconds():.0f} s behind)')
+            say(f'  {database}: waiting for the target to apply the last changes '
+                f'({(mark - applied).total_seconds():.1f} s behind)...')
+            time.sleep(1)
+
+
+def sequences(source, target, database: str) -> int:
+    """Logical replication does not carry sequences: the target's take the source's values. Returns how many."""
+    with catalog.connect(source, database) as src:
+        rows = src.execute("SELECT format('%I.%I', schemaname, sequencename), last_value FROM "
+                           f"pg_catalog.pg_sequences WHERE last_value IS NOT NULL AND schemaname <> '{SCHEMA}'"
+                           ).fetchall()
+    with catalog.connect(target, database) as tgt:
+        for name, value in rows:
+            tgt.execute('SELECT pg_catalog.setval(%s::regclass, %s, true)', (name, value))
+    return len(rows)
+
+
+def teardown(source, target, database: str, made: dict) -> list:
+    """Remove what the online run made, target first (its subscription holds the slot): the subscription, the
+    slot, the publication, the role, the heartbeat schema on both sides. What is already gone is skipped, so a
+    cutover or cancel cut short can be run again. Returns what was removed."""
+    removed = []
+    sub, slot = made['subscription'], made['slot']
+    with catalog.connect(target, database) as tgt:
+        if tgt.execute('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = %s', (sub,)).fetchone():
+            ident = sql.Identifier(sub)
+            tgt.execute(sql.SQL('ALTER SUBSCRIPTION {} DISABLE').format(ident))
+            tgt.execute(sql.SQL('ALTER SUBSCRIPTION {} SET (slot_name = NONE)').format(ident))
+            tgt.execute(sql.SQL('DROP SUBSCRIPTION {}').format(ident))
+            removed.append(f'subscription {sub}')
+        tgt.execute(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(SCHEMA)))
+    with catalog.connect(source, database) as src:
+        _drop_slot(src, slot, removed)
+        src.execute(sql.SQL('DROP PUBLICATION IF EXISTS {}').format(sql.Identifier(made['publication'])))
+        src.execute(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(SCHEMA)))
+        if made.get('role') and src.execute('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s',
+                                            (made['role'],)).fetchone():
+            _revoke_all(src, made['role'])
+            src.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(made['role'])))
+            removed.append(f"role {made['role']}")
+    return removed
+
+
+def _revoke_all(conn, role: str) -> None:
+    """What login_for_subscription granted. Not DROP OWNED BY: on 16+ the admin that made a role may drop it,
+    but may act as it (DROP OWNED) only if it is also a member."""
+    granted = conn.execute(
+        "SELECT 'TABLE', c.oid::regclass::text FROM pg_catalog.pg_class c, aclexplode(c.relacl) a "
+        "WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s) "
+        "UNION SELECT 'SCHEMA', format('%%I', n.nspname) FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a "
+        "WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s)", (role, role)).fetchall()
+    for kind, name in granted:
+        conn.execute(sql.SQL('REVOKE ALL ON {} {} FROM {}').format(sql.SQL(kind), sql.SQL(name), sql.Identifier(role)))
+
+
+def _drop_slot(conn, slot: str, removed: list) -> None:
+    """The subscription's WAL sender lets the slot go a moment after the subscription is disabled."""
+    deadline = time.monotonic() + 30
+    while True:
+        row = conn.execute('SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s',
+                           (slot,)).fetchone()
+        if row is None:
+            return
+        if not row[0] or time.monotonic() > deadline:
+            conn.execute('SELECT pg_catalog.pg_drop_replication_slot(%s)', (slot,))
+            removed.append(f'replication slot {slot}')
+            return
+        time.sleep(0.2)

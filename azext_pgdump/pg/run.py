@@ -10,7 +10,8 @@ from typing import Callable
 
 import psycopg
 
-from azext_pgdump.pg import catalog, children, dumpclean, errorlog, footprint, inprocess, record, settings, stream
+from azext_pgdump.pg import (catalog, children, dumpclean, errorlog, footprint, inprocess, online, record, settings,
+                             stream)
 from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.process import Runner, human, size_of
 from azext_pgdump.pg.scheduler import Scheduler
@@ -53,7 +54,8 @@ class _Run:
         self.secrets = [p for p in (ep.current_password() for ep in (plan.source, plan.target) if ep) if p]
         self.runner = Runner({'source': plan.source, 'target': plan.target}, progress, interval)
         self.state = RunState(plan, progress)
-        self.snapshots = Snapshots(plan, verify)
+        self.published = {}   # run --online: database -> what its publish step made (a password: memory only)
+        self.snapshots = Snapshots(plan, verify, self.published)
         self.exits = {}   # database -> exit codes of the restore passes judged with a later one
 
     def execute(self) -> dict:
@@ -132,12 +134,33 @@ class _Run:
                 out = go(self.plan.target, step.database, Path(action.option('file')))
             elif action.name == 'list-tables':
                 out = self.snapshots.list_tables(step.database, Path(action.option('output')))
+            elif action.name in ('publish', 'subscribe'):
+                out = self._online(action.name, step.database)
             else:
                 out = inprocess.run_step(step)
         except (OSError, ValueError, psycopg.Error, catalog.ConnectError) as err:
             out = {'status': FAILED, 'failedStep': step.name, 'error': str(err).strip()}
         self.state.update(step, out)
         self.progress(f'  {step.id}: {record.line(step, out)}')
+
+    def _online(self, name: str, database: str) -> dict:
+        """run --online: publish before the snapshot, subscribe once the copy is in; the record names what was made
+        (for cutover, cancel and cleanup), never the password."""
+        plan = self.plan
+        if name == 'publish':
+            made = online.publish(plan.source, database, plan.source_major)
+            self.published[database] = made
+            return {'online': dict({k: v for k, v in made.items() if k != 'password'}, status='publishing')}
+        made = self.published[database]
+        online.subscribe(plan.target, plan.source, database, made)
+        try:
+            online.caught_up(plan.source, plan.target, database, 60, self.progress)
+        except TimeoutError as err:   # still following: the lag below says how far behind
+            self.progress(f'  {err}')
+        lag = online.lag(plan.source, plan.target, database, made['slot'])
+        self.progress(f'  {database}: the target follows the source, {lag["seconds"]} s and {lag["bytes"]} bytes '
+                      'behind; run `az postgres dumprestore cutover` once the application\'s writes have stopped')
+        return {'online': dict({k: v for k, v in made.items() if k != 'password'}, status='following', lag=lag)}
 
     def _copy(self, step: Step) -> None:
         """The stream method's data: every table, in the snapshot the schema was dumped in. Resumed, the

@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Optional
 
 import psycopg
+from psycopg import sql
 
-from azext_pgdump.pg import catalog, stream
+from azext_pgdump.pg import catalog, online, stream
 from azext_pgdump.pg import verify as verification
 from azext_pgdump.pg.steps import Step
 
@@ -15,8 +16,10 @@ class Snapshots:
     """With verification: one open source transaction per database. pg_dump reads its snapshot (--snapshot)
     and verify counts the source in it, so writes during the migration cannot raise false alarms."""
 
-    def __init__(self, plan, enabled: bool):
+    def __init__(self, plan, enabled: bool, published: Optional[dict] = None):
         self.plan, self.open = plan, {}
+        # run --online: database -> what its publish step made; its snapshot is the one its slot exports
+        self.published, self.slots = published if published is not None else {}, {}
         self.enabled = enabled and plan.source is not None   # --verify
         # The stream method reads everything in one snapshot, verified or not.
         self.exporting = self.enabled or (plan.opts.method == 'stream' and plan.source is not None)
@@ -28,12 +31,20 @@ class Snapshots:
         """The database's snapshot, exported once: its connection holds it open for the steps that read it."""
         if database in self.open:
             return self.open[database]
+        made = self.published.get(database)
         conn = catalog.connect(self.plan.source, database)  # ConnectError: the step fails
         try:
+            if made:   # the slot's own snapshot: the copy ends exactly where the subscription will begin
+                self.slots[database], snapshot, _ = online.create_slot(self.plan.source, database, made['slot'],
+                                                                       self.plan.source_major)
             conn.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-            snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
+            if made:
+                conn.execute(sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(snapshot)))
+            else:
+                snapshot = conn.execute('SELECT pg_export_snapshot()').fetchone()[0]
         except psycopg.Error as err:  # a lock held past --timeout, a lost server: the step fails
             conn.close()
+            self._close_slot(database)
             raise catalog.ConnectError(f'Could not read {database} in one snapshot: {str(err).strip()}') from err
         self.open[database] = (conn, snapshot)
         return conn, snapshot
@@ -82,6 +93,13 @@ class Snapshots:
         conn, _ = self.open.pop(database, (None, None))
         if conn is not None:
             conn.close()
+        self._close_slot(database)
+
+    def _close_slot(self, database: str) -> None:
+        """The replication connection that made the slot lets it go: the subscription may use it now."""
+        repl = self.slots.pop(database, None)
+        if repl is not None:
+            repl.close()
 
     def close(self) -> None:
         for database in list(self.open):

@@ -7,8 +7,9 @@ identity column's sequence): those come back by themselves when their owner is r
 
 # No LIKE: the text is used in queries that are run with and without parameters, where % means two things.
 _USER_SCHEMA = "{n}.nspname NOT IN ('pg_catalog', 'information_schema') AND {n}.nspname !~ '^pg_(toast|temp_)'"
+# A partitioned table depends internally on itself (its partition key columns): that is not made for another object.
 _OWN = ("NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.{catalog}'::pg_catalog.regclass"
-        " AND d.objid = {oid} AND d.deptype IN ('e', 'i'))")
+        " AND d.objid = {oid} AND d.deptype IN ('e', 'i') AND NOT (d.refclassid = d.classid AND d.refobjid = d.objid))")
 
 
 def user_schema(namespace: str = 'n') -> str:

@@ -327,3 +327,13 @@ def alive(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def online_status(path: Path, database: str, status: str, **details) -> None:
+    """After `run --online`: a database's target stopped following its source (`cut over`, `cancelled`). The
+    manifest says so, so that a second cutover or cancel skips it."""
+    data = read_manifest(path)
+    for record in data.get('result', {}).get('databases', []):
+        if record.get('name') == database and 'online' in record:
+            record['online'].update(details, status=status)
+    write_manifest(path, data)

@@ -119,6 +119,7 @@ class Options:
     ours_to_drop: frozenset = frozenset()   # --resume: databases an interrupted run created: dropped, made again
     statistics: bool = False       # utilities and target 18+: optimizer statistics travel with the dump
     no_statistics: bool = False    # restore: the dump may carry statistics a target before 18 cannot take
+    online: bool = False           # stream: the target then follows the source (logical replication) until cutover
 
 
 @dataclass
@@ -370,6 +371,12 @@ def stream_steps(tools: Toolset, source: Endpoint, target: Endpoint, db: Databas
              database=db.name, stderr=log, stderr_append=True, env=dict(RESTORE_ENV), input=str(files.dump),
              judge='log'),
         analyze_step(tools, target, db.name, opts)]
+    if opts.online:
+        before.insert(0, Step('publish', f'Publish the tables of {db.name} (its replication slot comes with its '
+                                         'snapshot)', 'source', database=db.name, stops_script=True,
+                              action=Action('publish', command=False)))
+        after.append(Step('subscribe', f'Subscribe {db.name} on the target to the source, from the slot on', 'target',
+                          database=db.name, stops_script=True, action=Action('subscribe', command=False)))
     return before, after
 
 

@@ -70,9 +70,10 @@ class PgServer:
         # cwd: the server user may not enter the caller's folder (a mktemp clone, root's home).
         # LOCPATH: the Windows-named and en_US locales live in a private folder, not on the system.
         # stderr kept for the exception only: initdb of a Windows-named locale warns on every line.
+        # HOME: the server's own libpq (a subscription's connection) reads ~/.postgresql; root's is not its to read.
         subprocess.run([str(self.bindir / program), *args], check=True, timeout=timeout, cwd=self.base,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       env=dict(os.environ, LOCPATH=str(locpath())), **osuser.run_kwargs())
+                       env=dict(os.environ, LOCPATH=str(locpath()), HOME=str(self.base)), **osuser.run_kwargs())
 
     def start(self) -> "PgServer":
         self.base.chmod(0o700)
