@@ -178,15 +178,21 @@ def test_given_back_after_a_signal(tune, sig):
     assert {c["status"] for c in changes_of(result).values()} == {"restored"}
 
 
-def test_kill_9_leaves_the_record_and_cleanup_gives_back_but_not_what_someone_else_set(tune):
+def killed_while_tuned(tune, name):
+    """A run killed (kill -9) once the target runs with the load's values: nobody could give them back."""
     tune.fresh()
-    wd = tune.tmp / "kill"
+    wd = tune.tmp / name
     with Watcher(tune) as watcher:
         proc = tune.popen(wd, "--tune-target")
         wait_until(watcher.tuned, "the target tuned", proc)
         proc.kill()
         proc.communicate(timeout=60)
-    assert tune.values()["autovacuum"] == "off"   # nobody could give it back
+    assert tune.values()["autovacuum"] == "off"
+    return wd
+
+
+def test_kill_9_leaves_the_record_and_cleanup_gives_back_but_not_what_someone_else_set(tune):
+    wd = killed_while_tuned(tune, "kill")
     record = json.loads((wd / "target-settings.json").read_text())
     # the last change may have been killed between ARM's answer and the record: "applying" is given back as well
     assert {c["status"] for c in record["changes"]} <= {"applied", "applying"}
@@ -206,14 +212,7 @@ def test_kill_9_leaves_the_record_and_cleanup_gives_back_but_not_what_someone_el
 
 
 def test_kill_9_then_resume_gives_back_first_and_finishes(tune):
-    tune.fresh()
-    wd = tune.tmp / "resume"
-    with Watcher(tune) as watcher:
-        proc = tune.popen(wd, "--tune-target")
-        wait_until(watcher.tuned, "the target tuned", proc)
-        proc.kill()
-        proc.communicate(timeout=60)
-    assert tune.values()["autovacuum"] == "off"
+    wd = killed_while_tuned(tune, "resume")
     with Watcher(tune) as watcher:
         proc = tune.run(wd, "--tune-target", "--resume")
     assert proc.returncode == 0, proc.stderr
