@@ -174,3 +174,21 @@ def test_cancel_leaves_the_source_as_it_was(world, target, tmp_path):
         nothing_left(source, target)
         assert target.execute("SELECT count(*) FROM orders", dbname=DB) == \
             source.execute("SELECT count(*) FROM orders", dbname=DB)   # the copy stays
+
+
+def test_cutover_refuses_while_the_schemas_differ(world, target, tmp_path):
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onlddl")
+        target.drop_database(DB)
+        proc = world.az.run(*run_args(source, target, tmp_path / "wd", "--online"), check=False, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        with source.connect(DB, superuser=False) as conn:
+            conn.execute("ALTER TABLE history ADD COLUMN who text")   # DDL: not replicated
+        refused = world.az.run(*end_args("cutover", source, target, tmp_path / "wd"), check=False)
+        assert refused.returncode == 1 and "only on the source: public.history.who text" in refused.stderr
+        assert target.execute("SELECT count(*) FROM pg_subscription")[0][0] == 1   # still following
+        with target.connect(DB, superuser=False) as conn:
+            conn.execute("ALTER TABLE history ADD COLUMN who text")   # what the user does, then cuts over
+        done = world.az.run(*end_args("cutover", source, target, tmp_path / "wd"), check=False, timeout=600)
+        assert done.returncode == 0, done.stderr
+        nothing_left(source, target)

@@ -269,6 +269,26 @@ def caught_up(source, target, database: str, timeout: float, say) -> float:
             time.sleep(1)
 
 
+# The columns of every user table, as the subscription applies rows by column name: what DDL on the source since
+# the snapshot would have changed (logical replication does not carry DDL).
+_COLUMNS = f"""
+SELECT format('%I.%I.%I %s', n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod))
+FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname <> '{SCHEMA}'
+  AND {user_object('pg_class', 'c.oid')}"""
+
+
+def schema_changes(source, target, database: str) -> list:
+    """Table columns the source and the target do not share (a column added, dropped or retyped on the source
+    since the copy); the cutover refuses while there are any."""
+    with catalog.connect(source, database) as src, catalog.connect(target, database) as tgt:
+        theirs = {r[0] for r in src.execute(_COLUMNS).fetchall()}
+        ours = {r[0] for r in tgt.execute(_COLUMNS).fetchall()}
+    return [f'only on the source: {c}' for c in sorted(theirs - ours)] + \
+        [f'only on the target: {c}' for c in sorted(ours - theirs)]
+
+
 def sequences(source, target, database: str) -> int:
     """Logical replication does not carry sequences: the target's take the source's values. Returns how many."""
     with catalog.connect(source, database) as src:

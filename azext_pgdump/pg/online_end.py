@@ -21,6 +21,13 @@ def cutover(source, target, work_dir, databases: list, timeout: float, jobs: int
         say(f'Cutting {name} over: waiting for the target to apply the source\'s last changes...')
         entry = {'name': name}
         try:
+            changed = online.schema_changes(source, target, name)
+            if changed:   # refused before anything is removed: the target still follows
+                out.append(dict(entry, status='failed', error='the schema changed on one side since the copy '
+                                '(logical replication does not carry DDL): ' + '; '.join(changed[:10]) +
+                                '. Make the same change on the other side, then cut over again.'))
+                say(f'  {name}: REFUSED: the schema changed since the copy')
+                continue
             entry['caughtUpSeconds'] = online.caught_up(source, target, name, timeout, say)
             entry['sequences'] = online.sequences(source, target, name)
             entry['removed'] = online.teardown(source, target, name, made)
