@@ -116,3 +116,25 @@ def test_resume_keeps_a_finished_dump_and_a_stream_copy_whose_tables_exist():
     assert resumed_steps(resume('stream', dict(stream, **{'db/restore': {'status': 'running'}})), 'stream') == \
         (frozenset(), {})
     assert resumed_steps(resume('stream', stream), 'directory') == (frozenset(), {})  # another method: start over
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the swallowing, on purpose
+def test_a_signal_a_library_swallowed_still_stops_the_run():
+    """Python swallows an exception raised in a __del__ (urllib3's clean-up, say): a Ctrl-C that landed there is
+    raised again by the scheduler's loop instead of being lost."""
+    import signal
+    from azext_pgdump.pg import interrupts
+
+    class Swallower:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)   # the handler's KeyboardInterrupt is "ignored" here
+
+    steps = [Step('a', 'a', 'source'), Step('b', 'b', 'source')]
+    for i, s in enumerate(steps):
+        s.id, s.after, s.uses = s.name, [steps[i - 1].id] if i else [], {}
+    ran = []
+    with interrupts.sigterm_as_exit():
+        Swallower()   # made and collected at once, on the main thread
+        with pytest.raises(KeyboardInterrupt):
+            Scheduler(steps, {'source': 1}, lambda s: (time.sleep(0.3), ran.append(s.name))).run()
+    assert 'b' not in ran

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 # SIGHUP does not exist on Windows.
 EXIT_SIGNALS = tuple(s for s in (getattr(signal, 'SIGTERM', None), getattr(signal, 'SIGHUP', None)) if s)
 _PR_SET_PDEATHSIG = 1
+_PENDING = None   # the exception the first signal raised, until a run's loop has seen it (see raise_if_pending)
 
 
 @contextmanager
@@ -18,18 +19,34 @@ def sigterm_as_exit():
     previous = {sig: signal.getsignal(sig) for sig in (*EXIT_SIGNALS, signal.SIGINT)}
 
     def on_signal(signum, _frame):
+        global _PENDING  # pylint: disable=global-statement
         for sig in previous:
             signal.signal(sig, _while_cleaning_up)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
+        _PENDING = KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
+        raise _PENDING
     for sig in previous:
         signal.signal(sig, on_signal)
     try:
         yield
     finally:
+        _clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def raise_if_pending() -> None:
+    """Raise again a signal's exception that was raised where Python swallows exceptions (a __del__ or a weakref
+    callback of a library, as urllib3's): the loops of a run call it, so a Ctrl-C is never lost. Once raised here
+    it is cleared: the exception then unwinds the run like the first one should have."""
+    pending = _PENDING
+    if pending is not None:
+        _clear()
+        raise pending
+
+
+def _clear() -> None:
+    global _PENDING  # pylint: disable=global-statement
+    _PENDING = None
 
 
 def _while_cleaning_up(_signum, _frame):

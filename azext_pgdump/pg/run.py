@@ -12,6 +12,7 @@ import psycopg
 
 from azext_pgdump.pg import (catalog, children, dumpclean, errorlog, footprint, inprocess, online, record, settings,
                              stream)
+from azext_pgdump.pg import interrupts
 from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.process import Runner, human, size_of
 from azext_pgdump.pg.scheduler import Scheduler
@@ -94,6 +95,7 @@ class _Run:
                 self.progress(f'  {change.name}: not changed, the load runs without it: {err}')
                 continue
             self.state.setting(change.name, 'applied')
+            interrupts.raise_if_pending()   # a Ctrl-C swallowed inside the SDK's HTTP clean-up still stops the run
             self.progress(f'  {change.name}: {change.was} -> {change.value}' + (f' ({change.note})' if change.note
                                                                                  else ''))
 

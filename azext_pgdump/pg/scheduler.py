@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from azext_pgdump.pg import children
+from azext_pgdump.pg import children, interrupts
 
 
 class Scheduler:
@@ -40,6 +40,7 @@ class Scheduler:
                         self._start(step)
                     if not (waiting or self.running):
                         return
+                    interrupts.raise_if_pending()   # a Ctrl-C a library swallowed still stops the run
                     self._cond.wait(timeout=1.0)
         except BaseException:
             self._stop()
