@@ -26,9 +26,10 @@ def chk(world):
 
 def check(world, *extra, target="flexible", pg_bin=18):
     gw, flex, vm = world.gateway, world.flexible.pg, world.vm_pg
-    if target == "flexible":
-        tgt = ["--target-server", "flex1", "--target-host", flex.host, "--target-port", str(flex.port),
-               f"--target-admin-password={flex.admin_password}"]
+    if target in ("flexible", "flex16"):
+        flex = world.flexible16.pg if target == "flex16" else flex
+        tgt = ["--target-server", "flex1" if target == "flexible" else "flex16", "--target-host", flex.host,
+               "--target-port", str(flex.port), f"--target-admin-password={flex.admin_password}"]
     else:
         tgt = ["--target-host", vm.host, "--target-port", str(vm.port), "--target-admin-user", "weak",
                "--target-admin-password=weak-pw-1"]
@@ -72,14 +73,46 @@ def test_extension_not_allow_listed_fails_with_the_az_command(chk):
         "--value hstore,pgcrypto")
 
 
-def test_extension_the_target_lacks_fails(chk):
-    chk.single.pg.execute("CREATE EXTENSION adminpack", dbname="chkdb")  # PostgreSQL 18 has no adminpack
+def test_extension_a_newer_major_removed_fails_with_its_fix(chk):
+    """adminpack is in 11 and 16, and 17 removed it: named for the 18 target with its fix, not for the 16."""
+    chk.single.pg.execute("CREATE EXTENSION adminpack", dbname="chkdb")
     try:
         code, checks, _ = check(chk)
+        _, on16, _ = check(chk, target="flex16")
     finally:
         chk.single.pg.execute("DROP EXTENSION adminpack", dbname="chkdb")
     assert code == 1 and checks["extensions-available"]["status"] == "fail"
-    assert "adminpack" in checks["extensions-available"]["message"]
+    removed = checks["extensions-removed"]
+    assert removed["status"] == "fail" and "adminpack (removed in 17)" in removed["message"], removed
+    assert "DROP EXTENSION adminpack" in removed["fix"]
+    assert on16["extensions-removed"]["status"] == "pass", on16["extensions-removed"]
+    assert on16["extensions-available"]["status"] == "pass", on16["extensions-available"]
+
+
+def test_granting_a_role_the_target_login_cannot_grant_fails_on_16_plus(chk):
+    """Since 16 CREATEROLE grants only roles held WITH ADMIN OPTION: a source membership in a role the target
+    already has (the admin login itself, a role someone else made there) fails the roles restore on 16 and 18
+    ("permission denied to grant role"); the roles the restore creates itself are the admin's to grant."""
+    source, targets = chk.single.pg, (chk.flexible.pg, chk.flexible16.pg)
+    source.execute("CREATE ROLE chk_shared NOLOGIN; CREATE ROLE chk_app NOLOGIN; CREATE ROLE chk_own NOLOGIN; "
+                   "GRANT chk_shared, pgadmin, chk_own TO chk_app")
+    for target in targets:
+        target.execute("CREATE ROLE chk_shared NOLOGIN")   # made there by someone else: no ADMIN OPTION for pgadmin
+    try:
+        results = {name: check(chk, target=name)[1]["target-role-grants"] for name in ("flexible", "flex16")}
+        _, checks, _ = check(chk, "--no-roles")
+    finally:
+        source.execute("DROP ROLE chk_app, chk_own, chk_shared")
+        for target in targets:
+            target.execute("DROP ROLE chk_shared")
+    for found in results.values():
+        assert found["status"] == "fail", found
+        assert "chk_shared to chk_app" in found["message"] and "pgadmin to chk_app" in found["message"], found
+        assert "chk_own" not in found["message"], found      # created by the restore: the admin may grant it
+        assert 'GRANT "chk_shared" TO "pgadmin" WITH ADMIN OPTION' in found["fix"] and "--no-roles" in found["fix"]
+    assert checks["target-role-grants"]["status"] == "pass"   # no roles restored, nothing to grant
+    code, checks, _ = check(chk)
+    assert code == 0 and checks["target-role-grants"]["status"] == "pass"   # nothing left: nothing said
 
 
 def test_existing_target_database_fails_unless_handled(chk):
