@@ -1,5 +1,6 @@
 """Checks that depend on the pair of majors, from PostgreSQL's "Migration to version N" notes: contrib modules
-a newer major removed, and CREATEROLE's narrower powers on 16+ targets. Read-only.
+a newer major removed, columns of the server's views that a newer major dropped, and CREATEROLE's narrower
+powers on 16+ targets. Read-only.
 
 What pg_upgrade also checks but a dump and restore does not meet (reg* and sql_identifier columns, whose
 stored form changes; the `unknown` type of 9.6 and older) is left out on purpose: pg_dump writes their values
@@ -85,3 +86,29 @@ def _grants_fix(roles: list, login: str) -> str:
         # Since 16 not even a role itself may grant membership in it; on Azure only the service can.
         fix += f' Membership in {login} itself only a superuser can grant since PostgreSQL 16.'
     return fix
+
+
+def system_columns(findings, target_conn, target_major: int) -> Check:
+    """Views of the source that use a column of a pg_catalog view the target lacks (what 17 moved from
+    pg_stat_bgwriter to pg_stat_checkpointer, what 18 moved from pg_stat_wal to pg_stat_io, ...). Views over
+    the catalogs themselves (12's pg_class.relhasoids) are not seen: a server records no dependency on a pinned
+    object."""
+    used = [(f.database, row) for f in findings for row in f.found.get('system_columns', [])]
+    wanted = sorted({(relation, column) for _, (_, relation, column) in used})
+    present = {tuple(r) for r in target_conn.execute(
+        "SELECT c.relname, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+        "WHERE c.relnamespace = 'pg_catalog'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND (c.relname::text, a.attname::text) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        ([r for r, _ in wanted], [c for _, c in wanted])).fetchall()}
+    missing = [(db, (view, f'pg_catalog.{relation}.{column}')) for db, (view, relation, column) in used
+               if (relation, column) not in present]
+    if not missing:
+        return _ok('system-columns', f'PostgreSQL {target_major} has every column of its own views that the '
+                   'source\'s views use.')
+    shown = ', '.join(f'{view} uses {column} ({db})' for db, (view, column) in missing[:10])
+    more = f' and {len(missing) - 10} more' if len(missing) > 10 else ''
+    return Check('system-columns', 'fail',
+                 f'Views use columns of system views that PostgreSQL {target_major} no longer has: {shown}{more}. '
+                 'Their CREATE VIEW fails, and whatever uses them with it.',
+                 'Rewrite those views on the source over the columns the target has (its release notes say where '
+                 'they went), or drop them and re-create them on the target after the migration.')
