@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from tests.infra.locales import FLEXIBLE_LOCALE
 from tests.infra.pgbin import bindir
 from tests.infra.world import RESOURCE_GROUP
 
@@ -182,7 +183,8 @@ def check_vm_source(world, database, target="flex1"):
 @pytest.fixture(scope="module")
 def vm_databases(world):
     """What the server makes by itself is no user object: a range type's multirange casts, a table's row type.
-    A collation the target can create is no chore. A generated child column under a plain parent is a real
+    A collation the target can create (a libc one of a locale it has: the targets here have no ICU, and an ICU
+    one is named, see test_regression_db) is no chore. A generated child column under a plain parent is a real
     blocker for a 16+ target."""
     vm = world.vm_pg
     vm.execute(f"CREATE DATABASE rangedb OWNER {vm.admin}")
@@ -190,7 +192,7 @@ def vm_databases(world):
     with vm.connect("rangedb", superuser=False) as conn:
         conn.execute("CREATE TYPE public.floatrange AS RANGE (subtype = float8); "
                      "CREATE TABLE public.spans (id int PRIMARY KEY, r public.floatrange); "
-                     "CREATE COLLATION public.german (provider = icu, locale = 'de-DE'); "
+                     f"CREATE COLLATION public.german (provider = libc, locale = '{FLEXIBLE_LOCALE}'); "
                      "CREATE TABLE public.names (n text COLLATE public.german)")
     with vm.connect("gendb", superuser=False) as conn:
         conn.execute("CREATE TABLE public.parent (a int, b int); "
@@ -238,3 +240,23 @@ def test_what_a_newer_major_no_longer_has_fails_with_the_objects_named(chk):
     assert checks["polymorphics"]["status"] == "fail" and "collect" in checks["polymorphics"]["message"]
     code, checks, _ = check(chk)
     assert code == 0 and checks["postfix-operators"]["status"] == "pass"   # nothing left: nothing said
+
+
+def test_a_view_over_a_system_view_column_a_newer_major_dropped_fails(vm_databases):
+    """17 moved pg_stat_bgwriter's checkpoint counters to pg_stat_checkpointer: a monitoring view of a 15
+    source over checkpoints_timed cannot be created on 18 (named, with the fix) but can on 16."""
+    vm = vm_databases.vm_pg
+    vm.execute(f"CREATE DATABASE monitordb OWNER {vm.admin}")
+    try:
+        with vm.connect("monitordb", superuser=False) as conn:
+            conn.execute("CREATE VIEW public.checkpoints AS SELECT checkpoints_timed, buffers_clean "
+                         "FROM pg_stat_bgwriter")
+        code, checks = check_vm_source(vm_databases, "monitordb")
+        _, on16 = check_vm_source(vm_databases, "monitordb", "flex16")
+    finally:
+        vm.drop_database("monitordb")
+    found = checks["system-columns"]
+    assert code == 1 and found["status"] == "fail", found
+    assert "public.checkpoints uses pg_catalog.pg_stat_bgwriter.checkpoints_timed" in found["message"], found
+    assert "buffers_clean" not in found["message"], found   # still there in 18
+    assert on16["system-columns"]["status"] == "pass", on16["system-columns"]
