@@ -84,8 +84,8 @@ def test_extension_a_newer_major_removed_fails_with_its_fix(chk):
         chk.single.pg.execute("DROP EXTENSION adminpack", dbname="chkdb")
     assert code == 1 and checks["extensions-available"]["status"] == "fail"
     removed = checks["extensions-removed"]
-    assert removed["status"] == "fail" and "adminpack (removed in 17)" in removed["message"], removed
-    assert "DROP EXTENSION adminpack" in removed["fix"]
+    assert removed["status"] == "fail" and "adminpack (removed in 17) in chkdb" in removed["message"], removed
+    assert "DROP EXTENSION adminpack" in removed["fix"] and "--databases" in removed["fix"]
     assert on16["extensions-removed"]["status"] == "pass", on16["extensions-removed"]
     assert on16["extensions-available"]["status"] == "pass", on16["extensions-available"]
 

@@ -27,16 +27,18 @@ REMOVED_EXTENSIONS = {
 CREATEROLE_NARROWED = 16
 
 
-def removed_extensions(used: dict, target_major: int) -> Check:
-    """`used`: {extension: version} of the source databases."""
-    gone = sorted(name for name in used if name in REMOVED_EXTENSIONS and target_major >= REMOVED_EXTENSIONS[name][0])
+def removed_extensions(findings, target_major: int) -> Check:
+    """`findings`: assessment.Findings of each source database (its extensions)."""
+    gone = sorted({(name, f.database) for f in findings for name in f.extensions
+                   if name in REMOVED_EXTENSIONS and target_major >= REMOVED_EXTENSIONS[name][0]})
     if not gone:
         return _ok('extensions-removed', f'No extension the source uses was removed by PostgreSQL {target_major}.')
-    said = '; '.join(f'{name} (removed in {REMOVED_EXTENSIONS[name][0]})' for name in gone)
-    fix = ' '.join(f'{name}: {REMOVED_EXTENSIONS[name][1]}.' for name in gone)
+    said = '; '.join(f'{name} (removed in {REMOVED_EXTENSIONS[name][0]}) in {db}' for name, db in gone)
+    fix = ' '.join(f'{name}: {REMOVED_EXTENSIONS[name][1]}.' for name in sorted({n for n, _ in gone}))
     return Check('extensions-removed', 'fail', f'The source uses extensions PostgreSQL {target_major} no longer has: '
                  f'{said}. Their CREATE EXTENSION fails, and whatever uses them with it.',
-                 f'On the source, before the migration: {fix}')
+                 f'On the source, before the migration: {fix} Meanwhile the other databases can be migrated with '
+                 '--databases.')
 
 
 _MEMBERSHIPS = """
@@ -111,4 +113,5 @@ def system_columns(findings, target_conn, target_major: int) -> Check:
                  f'Views use columns of system views that PostgreSQL {target_major} no longer has: {shown}{more}. '
                  'Their CREATE VIEW fails, and whatever uses them with it.',
                  'Rewrite those views on the source over the columns the target has (its release notes say where '
-                 'they went), or drop them and re-create them on the target after the migration.')
+                 'they went), or drop them and re-create them on the target after the migration. Meanwhile the '
+                 'other databases can be migrated with --databases.')
