@@ -178,7 +178,7 @@ long-summary: >
   pg_dump 15+ writes for every PostgreSQL 9.5-14 source, and ALTER DEFAULT PRIVILEGES FOR ROLE azure_superuser)
   and orders the rest for a non-superuser: a `pg_restore --list` file is split into the schemas with their
   grants (restored first) and everything else; a plain SQL script gets its ALTER ... OWNER TO statements moved
-  after every GRANT. Prints what it left out.
+  after the schemas' GRANTs, before the other objects' privileges. Prints what it left out.
 examples:
   - name: Split a directory dump's table of contents into two passes.
     text: >

@@ -7,7 +7,7 @@ from azure.core.exceptions import HttpResponseError
 from knack.log import get_logger
 
 from azext_pgdump.arm import parameters
-from azext_pgdump.pg import assessment, catalog, online, planner, preflight, tools
+from azext_pgdump.pg import assessment, catalog, majors, online, planner, preflight, tools
 from azext_pgdump.reach import reach_side
 
 logger = get_logger(__name__)
@@ -144,6 +144,8 @@ def _checks_with_both(source, target, target_server, names, opts, work, utilitie
         if blocked and allow_more is not None and allow_more(','.join(sorted(allow | set(used))), blocked):
             allow = allow | set(used)
         checks += preflight.extensions(used, tgt, allow, preload, fix_allow, fix_preload)
+        checks += [majors.removed_extensions(findings, tmajor), majors.role_grants(source, tgt, tmajor, not no_roles),
+                   majors.system_columns(findings, tgt, tmajor)]
         checks.append(preflight.existing_databases([d.name for d in dbs], existing, if_exists, opts.ours_to_drop))
         # Only databases run will create need the source's locale on the target.
         created = [d for d in dbs if d.name not in existing or (if_exists == 'drop' and d.name != 'postgres')]

@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from tests.infra.locales import FLEXIBLE_LOCALE
 from tests.infra.pgbin import bindir
 from tests.infra.world import RESOURCE_GROUP
 
@@ -26,9 +27,10 @@ def chk(world):
 
 def check(world, *extra, target="flexible", pg_bin=18):
     gw, flex, vm = world.gateway, world.flexible.pg, world.vm_pg
-    if target == "flexible":
-        tgt = ["--target-server", "flex1", "--target-host", flex.host, "--target-port", str(flex.port),
-               f"--target-admin-password={flex.admin_password}"]
+    if target in ("flexible", "flex16"):
+        flex = world.flexible16.pg if target == "flex16" else flex
+        tgt = ["--target-server", "flex1" if target == "flexible" else "flex16", "--target-host", flex.host,
+               "--target-port", str(flex.port), f"--target-admin-password={flex.admin_password}"]
     else:
         tgt = ["--target-host", vm.host, "--target-port", str(vm.port), "--target-admin-user", "weak",
                "--target-admin-password=weak-pw-1"]
@@ -72,14 +74,46 @@ def test_extension_not_allow_listed_fails_with_the_az_command(chk):
         "--value hstore,pgcrypto")
 
 
-def test_extension_the_target_lacks_fails(chk):
-    chk.single.pg.execute("CREATE EXTENSION adminpack", dbname="chkdb")  # PostgreSQL 18 has no adminpack
+def test_extension_a_newer_major_removed_fails_with_its_fix(chk):
+    """adminpack is in 11 and 16, and 17 removed it: named for the 18 target with its fix, not for the 16."""
+    chk.single.pg.execute("CREATE EXTENSION adminpack", dbname="chkdb")
     try:
         code, checks, _ = check(chk)
+        _, on16, _ = check(chk, target="flex16")
     finally:
         chk.single.pg.execute("DROP EXTENSION adminpack", dbname="chkdb")
     assert code == 1 and checks["extensions-available"]["status"] == "fail"
-    assert "adminpack" in checks["extensions-available"]["message"]
+    removed = checks["extensions-removed"]
+    assert removed["status"] == "fail" and "adminpack (removed in 17) in chkdb" in removed["message"], removed
+    assert "DROP EXTENSION adminpack" in removed["fix"] and "--databases" in removed["fix"]
+    assert on16["extensions-removed"]["status"] == "pass", on16["extensions-removed"]
+    assert on16["extensions-available"]["status"] == "pass", on16["extensions-available"]
+
+
+def test_granting_a_role_the_target_login_cannot_grant_fails_on_16_plus(chk):
+    """Since 16 CREATEROLE grants only roles held WITH ADMIN OPTION: a source membership in a role the target
+    already has (the admin login itself, a role someone else made there) fails the roles restore on 16 and 18
+    ("permission denied to grant role"); the roles the restore creates itself are the admin's to grant."""
+    source, targets = chk.single.pg, (chk.flexible.pg, chk.flexible16.pg)
+    source.execute("CREATE ROLE chk_shared NOLOGIN; CREATE ROLE chk_app NOLOGIN; CREATE ROLE chk_own NOLOGIN; "
+                   "GRANT chk_shared, pgadmin, chk_own TO chk_app")
+    for target in targets:
+        target.execute("CREATE ROLE chk_shared NOLOGIN")   # made there by someone else: no ADMIN OPTION for pgadmin
+    try:
+        results = {name: check(chk, target=name)[1]["target-role-grants"] for name in ("flexible", "flex16")}
+        _, checks, _ = check(chk, "--no-roles")
+    finally:
+        source.execute("DROP ROLE chk_app, chk_own, chk_shared")
+        for target in targets:
+            target.execute("DROP ROLE chk_shared")
+    for found in results.values():
+        assert found["status"] == "fail", found
+        assert "chk_shared to chk_app" in found["message"] and "pgadmin to chk_app" in found["message"], found
+        assert "chk_own" not in found["message"], found      # created by the restore: the admin may grant it
+        assert 'GRANT "chk_shared" TO "pgadmin" WITH ADMIN OPTION' in found["fix"] and "--no-roles" in found["fix"]
+    assert checks["target-role-grants"]["status"] == "pass"   # no roles restored, nothing to grant
+    code, checks, _ = check(chk)
+    assert code == 0 and checks["target-role-grants"]["status"] == "pass"   # nothing left: nothing said
 
 
 def test_existing_target_database_fails_unless_handled(chk):
@@ -149,7 +183,8 @@ def check_vm_source(world, database, target="flex1"):
 @pytest.fixture(scope="module")
 def vm_databases(world):
     """What the server makes by itself is no user object: a range type's multirange casts, a table's row type.
-    A collation the target can create is no chore. A generated child column under a plain parent is a real
+    A collation the target can create (a libc one of a locale it has: the targets here have no ICU, and an ICU
+    one is named, see test_regression_db) is no chore. A generated child column under a plain parent is a real
     blocker for a 16+ target."""
     vm = world.vm_pg
     vm.execute(f"CREATE DATABASE rangedb OWNER {vm.admin}")
@@ -157,7 +192,7 @@ def vm_databases(world):
     with vm.connect("rangedb", superuser=False) as conn:
         conn.execute("CREATE TYPE public.floatrange AS RANGE (subtype = float8); "
                      "CREATE TABLE public.spans (id int PRIMARY KEY, r public.floatrange); "
-                     "CREATE COLLATION public.german (provider = icu, locale = 'de-DE'); "
+                     f"CREATE COLLATION public.german (provider = libc, locale = '{FLEXIBLE_LOCALE}'); "
                      "CREATE TABLE public.names (n text COLLATE public.german)")
     with vm.connect("gendb", superuser=False) as conn:
         conn.execute("CREATE TABLE public.parent (a int, b int); "
@@ -205,3 +240,23 @@ def test_what_a_newer_major_no_longer_has_fails_with_the_objects_named(chk):
     assert checks["polymorphics"]["status"] == "fail" and "collect" in checks["polymorphics"]["message"]
     code, checks, _ = check(chk)
     assert code == 0 and checks["postfix-operators"]["status"] == "pass"   # nothing left: nothing said
+
+
+def test_a_view_over_a_system_view_column_a_newer_major_dropped_fails(vm_databases):
+    """17 moved pg_stat_bgwriter's checkpoint counters to pg_stat_checkpointer: a monitoring view of a 15
+    source over checkpoints_timed cannot be created on 18 (named, with the fix) but can on 16."""
+    vm = vm_databases.vm_pg
+    vm.execute(f"CREATE DATABASE monitordb OWNER {vm.admin}")
+    try:
+        with vm.connect("monitordb", superuser=False) as conn:
+            conn.execute("CREATE VIEW public.checkpoints AS SELECT checkpoints_timed, buffers_clean "
+                         "FROM pg_stat_bgwriter")
+        code, checks = check_vm_source(vm_databases, "monitordb")
+        _, on16 = check_vm_source(vm_databases, "monitordb", "flex16")
+    finally:
+        vm.drop_database("monitordb")
+    found = checks["system-columns"]
+    assert code == 1 and found["status"] == "fail", found
+    assert "public.checkpoints uses pg_catalog.pg_stat_bgwriter.checkpoints_timed" in found["message"], found
+    assert "buffers_clean" not in found["message"], found   # still there in 18
+    assert on16["system-columns"]["status"] == "pass", on16["system-columns"]

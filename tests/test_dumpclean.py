@@ -117,11 +117,24 @@ def test_plain_filter_moves_owners_last_but_never_touches_bodies_or_data():
     assert "ALTER TABLE shop.t OWNER TO shop_owner;" in body  # inside a function body: left alone
     copy = text[text.index("COPY"):text.index("\\.\n") + 3]
     assert "Owner: azure_superuser" in copy and "ALTER TABLE t OWNER TO x;" in copy and "a\\\\." in copy
-    tail = text[text.index("-- Owners, set after every GRANT"):]
+    tail = text[text.index("-- Owners, set after the schemas' GRANTs"):]
     assert tail.splitlines()[1:] == ["ALTER SCHEMA shop OWNER TO shop_owner;", "ALTER FUNCTION shop.f() OWNER TO "
                                      "shop_owner;"]
     assert text.index("GRANT ALL ON SCHEMA shop") < text.index("ALTER SCHEMA shop OWNER")
     assert "\\unrestrict abc" in text
+
+
+def test_plain_filter_sets_owners_before_the_acl_of_any_other_object():
+    """A table owned by pg_database_owner with DELETE revoked from its owner: the REVOKE/GRANT must come after
+    ALTER TABLE ... OWNER, or the owner change merges the old owner's full rights back in."""
+    acl = (b"--\n-- Name: TABLE t; Type: ACL; Schema: shop; Owner: pg_database_owner\n--\n\n"
+           b"REVOKE ALL ON TABLE shop.t FROM pg_database_owner;\n"
+           b"GRANT SELECT ON TABLE shop.t TO pg_database_owner;\n\n\n")
+    at = PLAIN.index(b"--\n-- Name: DEFAULT PRIVILEGES")
+    text = run_filter(PLAIN[:at] + acl + PLAIN[at:], 7)[0].decode()
+    assert text.index("GRANT ALL ON SCHEMA shop") < text.index("ALTER SCHEMA shop OWNER") \
+        < text.index("ALTER FUNCTION shop.f() OWNER") < text.index("REVOKE ALL ON TABLE shop.t")
+    assert text.count("-- Owners, set after") == 1
 
 
 def test_database_properties_become_sql():

@@ -106,6 +106,17 @@ QUERIES = {
             OR (d.classid = 'pg_rewrite'::regclass AND EXISTS (
                 SELECT 1 FROM pg_rewrite r JOIN pg_class m ON m.oid = r.ev_class
                 WHERE r.oid = d.objid AND m.relkind = 'm')))""",
+    # Views over the server's own views (pg_stat_*) name their columns, and a newer major may have dropped or
+    # moved one (17 moved pg_stat_bgwriter's checkpoint columns to pg_stat_checkpointer): the view then fails to
+    # restore. Dependencies on the catalogs themselves (pg_class...) are never recorded: they are pinned.
+    'system_columns': f"""
+        SELECT DISTINCT format('%I.%I', n.nspname, v.relname), s.relname, a.attname
+        FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+        JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace
+        JOIN pg_class s ON d.refclassid = 'pg_class'::regclass AND s.oid = d.refobjid
+          AND s.relnamespace = 'pg_catalog'::regnamespace
+        JOIN pg_attribute a ON a.attrelid = s.oid AND a.attnum = d.refobjsubid
+        WHERE d.refobjsubid > 0 AND {_USER_SCHEMA} AND {users_own('pg_class', 'v.oid')} ORDER BY 1, 2, 3""",
 }
 _RELATIONS = ("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
               "WHERE c.relkind IN ('r', 'p', 'm', 'S', 'v', 'f') AND n.nspname NOT IN ('pg_catalog', "

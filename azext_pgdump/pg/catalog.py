@@ -77,9 +77,13 @@ def locales(conn) -> set:
         "UNION SELECT datctype FROM pg_database UNION SELECT 'C' UNION SELECT 'POSIX'").fetchall()}
 
 
+# Built with ICU, initdb imports ICU collations (provider 'i'). Not the one 16+ define in every build: `unicode`
+# is in pg_collation whether ICU is there or not ("ICU is not supported in this build" when it is not).
+HAS_ICU = "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i' AND collname <> 'unicode')"
+
+
 def has_icu(conn) -> bool:
-    """Built with ICU: initdb then imports ICU collations (provider 'i')."""
-    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i')").fetchone()[0])
+    return bool(conn.execute(HAS_ICU).fetchone()[0])
 
 
 def can_read_pg_authid(conn) -> bool:

@@ -9,7 +9,7 @@ Left out (reported as "left out: Azure service object", never as errors):
 Ordered: `ALTER ... OWNER TO r` needs r to have CREATE on the object's schema, which the schema's
 GRANTs give; pg_dump writes those GRANTs last. A directory archive is restored in two passes (the
 schemas and their privileges first, then the rest); a plain script has its ownership statements moved
-to its end, after every GRANT.
+after the schemas' GRANTs, before the other objects' ACLs (which may name the new owner).
 
 Works on `pg_restore --list` output and, as a stream, on plain scripts (the `-- Name: ...; Type: ...`
 header that pg_dump writes before every entry says what follows)."""
@@ -119,6 +119,10 @@ def clean_list(text: str) -> CleanedList:
     return CleanedList(''.join(f'{x}\n' for x in schemas), ''.join(f'{x}\n' for x in rest), dropped, refreshed)
 
 
+_OWNERS_COMMENT = (b"\n-- Owners, set after the schemas' GRANTs (azext_pgdump: a non-superuser restore needs that "
+                   b"order)\n")
+
+
 class PlainFilter:
     """The same for a plain script, as a stream: feed() bytes as they come, close() at the end.
     COPY data passes through unread but for its `\\.` terminator. An ownership statement is moved only
@@ -187,10 +191,15 @@ class PlainFilter:
         self._settle_candidate(out, deferred=True)
         out += self._pending_header
         self._pending_header = []
-        if self._deferred:
-            out.append(b'\n-- Owners, set after every GRANT (azext_pgdump: a non-superuser restore needs that order)\n')
-            out += self._deferred
+        out += self._owners()
         return b''.join(out)
+
+    def _owners(self) -> list:
+        """The deferred ownership statements, once: after the schemas' GRANTs (an owner needs CREATE on its
+        schema), before any other object's ACL. An ACL that names the owner (REVOKE ... FROM pg_database_owner)
+        applied before the owner is set would be merged into the old owner's rights by ALTER ... OWNER."""
+        owners, self._deferred = self._deferred, []
+        return [_OWNERS_COMMENT] + owners if owners else []
 
     def _emit(self, out: list, data: bytes) -> None:
         if not self._skipping and data:
@@ -218,6 +227,8 @@ class PlainFilter:
         header = _HEADER.match(text)
         if header:
             name, desc, _schema, owner = (g.decode('utf-8', 'replace') for g in header.groups())
+            if desc == 'ACL' and not name.startswith('SCHEMA '):
+                out += self._owners()
             self._skipping = left_out(desc, name, owner) or (desc == STATISTICS and not self.statistics)
             if self._skipping:
                 self.left_out.append(f'{desc} {name} (owner {owner})')
