@@ -5,6 +5,9 @@ Azure's service roles present, and an administrator login that is NOT a superuse
 and CREATEROLE and is a member of azure_pg_admin. The bootstrap superuser is used by the test
 harness only; the tool under test never uses it.
 
+`disk="azure"`: the server's data on a disk like Flexible's (see AZURE_DISK_SETTINGS and diskquota.py);
+the default `disk="local"` runs without fsync, as fast as tests need.
+
 Two shapes (see `single_server` and `flexible_server`):
 - Flexible: PostgreSQL 12+, bootstrapped by `postgres`, scram-sha-256, initialised with en_US.utf8.
 - Single: PostgreSQL 10/11 bootstrapped by `azure_superuser` (so `public` is owned by it, with the
@@ -21,7 +24,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
-from . import osuser
+from . import diskquota, osuser
 from .certs import Certs
 from .locales import FLEXIBLE_LOCALE, WINDOWS_LOCALE, locpath
 from .net import free_port
@@ -35,6 +38,32 @@ AZURE_SETUP = [
     "REVOKE CONNECT ON DATABASE azure_maintenance FROM PUBLIC",
     "CREATE DATABASE azure_sys OWNER azure_superuser",
 ]
+
+# The default test server: no disk at all, as fast as the tests need.
+LOCAL_DISK_SETTINGS = """
+fsync = off
+full_page_writes = off
+synchronous_commit = off
+"""
+# A Flexible server on a P10 (128 GiB) Premium SSD. Source: Microsoft's server parameter tables for Flexible
+# ("Write-ahead log / Checkpoints", "Write-ahead log / Settings", learn.microsoft.com/azure/postgresql/
+# flexible-server/param-write-ahead-log-checkpoints, 2025): fsync, full_page_writes and synchronous_commit are
+# read-only "on"; checkpoint_timeout 600; max_wal_size is set from the disk size at creation, 12288 MiB for
+# 128 GiB (2048 MiB for 32 GiB); checkpoint_flush_after 32 pages (read-only) and bgwriter_flush_after 64
+# pages, PostgreSQL's Linux defaults. backend_flush_after is OURS, not Azure's (its default is 0): it makes
+# backends start the writeback of what they write themselves (a bulk COPY evicts its own pages), so those
+# writes are submitted by the server's processes and pay the blkio cap; without it the kernel's flusher
+# threads write them later, outside any cgroup, and the cap would not hold (diskquota.py).
+AZURE_DISK_SETTINGS = """
+fsync = on
+full_page_writes = on
+synchronous_commit = on
+checkpoint_timeout = 600
+max_wal_size = 12288MB
+checkpoint_flush_after = 256kB
+bgwriter_flush_after = 512kB
+backend_flush_after = 256kB
+"""
 
 
 @dataclass
@@ -53,6 +82,8 @@ class PgServer:
     auth_method: str = "scram-sha-256"     # pg_hba method
     locale: str = "C.UTF-8"
     conf: dict = field(default_factory=dict)   # more postgresql.conf settings (wal_level = logical, ...)
+    disk: str = "local"                    # "azure": fsync on, P10-like write cap (diskquota.AzureDisk)
+    azure_disk: diskquota.AzureDisk = field(default=None, init=False, repr=False)
 
     @property
     def bindir(self) -> Path:
@@ -60,7 +91,8 @@ class PgServer:
 
     @property
     def datadir(self) -> Path:
-        return self.base / "data"
+        # On the capped disk the data directory is the filesystem's top folder's child (the top holds lost+found).
+        return self.base / ("disk" if self.disk == "azure" else "") / "data"
 
     @property
     def logfile(self) -> Path:
@@ -76,6 +108,29 @@ class PgServer:
                        env=dict(os.environ, LOCPATH=str(locpath()), HOME=str(self.base)), **osuser.run_kwargs())
 
     def start(self) -> "PgServer":
+        if self.disk == "azure":
+            # Nobody else stops this server if start() fails: release the disk and the group here.
+            self.azure_disk = diskquota.AzureDisk(self.base, f"{self.name}-{self.port}")
+            try:
+                return self._start()
+            except BaseException:
+                self._stop_quietly()
+                raise
+        return self._start()
+
+    def _stop_quietly(self) -> None:
+        try:
+            self._pg("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "-t", "60", "stop")
+        except (subprocess.SubprocessError, OSError):
+            pass  # it never started
+        self._release_disk()
+
+    def _release_disk(self) -> None:
+        if self.azure_disk is not None:
+            self.azure_disk.close()
+            self.azure_disk = None
+
+    def _start(self) -> "PgServer":
         self.base.chmod(0o700)
         pwfile = self.base / "pwfile"
         pwfile.write_text(self.superuser_password + "\n")
@@ -87,7 +142,7 @@ class PgServer:
                  "-A", self.auth_method, "-E", "UTF8", f"--locale={self.locale}")
         pwfile.unlink()
         self._configure()
-        self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
+        self._pg_ctl_start()
         service = [] if self.bootstrap == "azure_superuser" else ["CREATE ROLE azure_superuser SUPERUSER NOLOGIN"]
         for statement in service + AZURE_SETUP + [
                 f"CREATE ROLE {self.admin} LOGIN CREATEDB CREATEROLE IN ROLE azure_pg_admin "
@@ -108,10 +163,7 @@ ssl_key_file = '{self.base / 'server.key'}'
 password_encryption = '{self.password_encryption}'
 max_connections = 60
 shared_buffers = 32MB
-fsync = off
-full_page_writes = off
-synchronous_commit = off
-""")
+""" + (AZURE_DISK_SETTINGS if self.disk == "azure" else LOCAL_DISK_SETTINGS))
             f.writelines(f"{name} = '{value}'\n" for name, value in self.conf.items())
         self._write_hba(None)
 
@@ -138,12 +190,27 @@ synchronous_commit = off
 
     def restart(self) -> None:
         """Start again after halt(), with the same data, port and configuration."""
-        self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        # On the capped disk, pg_ctl starts from a thread inside the blkio group: the postmaster and every
+        # process it forks (checkpointer, walwriter, each backend) inherit the group from birth.
+        if self.azure_disk is None:
+            self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
+            return
+        with self.azure_disk.inside():
+            self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
+
+    def postmaster_pid(self) -> int:
+        return int((self.datadir / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
-        if (self.datadir / "postmaster.pid").exists():
-            self._pg("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop")
-        shutil.rmtree(self.base, ignore_errors=True)
+        try:
+            if (self.datadir / "postmaster.pid").exists():
+                self._pg("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop")
+        finally:
+            self._release_disk()
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def conninfo(self, dbname: str = "postgres", superuser: bool = True) -> dict:
         user, password = (self.bootstrap, self.superuser_password) if superuser else (self.admin, self.admin_password)
@@ -178,8 +245,8 @@ def single_server(name: str, major: int, certs: Certs) -> PgServer:
                     auth_method="password", locale=WINDOWS_LOCALE)
 
 
-def flexible_server(name: str, major: int, certs: Certs) -> PgServer:
-    return PgServer(name=name, major=major, certs=certs, locale=FLEXIBLE_LOCALE)
+def flexible_server(name: str, major: int, certs: Certs, disk: str = "local") -> PgServer:
+    return PgServer(name=name, major=major, certs=certs, locale=FLEXIBLE_LOCALE, disk=disk)
 
 
 def vm_and_flexible(stack, prefix: str, certs: Certs, source_major: int = 15, target_major: int = 16) -> tuple:
