@@ -83,3 +83,21 @@ def test_the_write_cap_holds_for_a_bulk_load_and_checkpoint(capped):
 
 def _rate(a, b) -> float:
     return (b[1]["device"]["bytes"] - a[1]["device"]["bytes"]) / (b[0] - a[0])
+
+
+def test_the_iops_cap_holds_for_small_commits(capped):
+    """One row per transaction: each commit waits for its WAL write and fdatasync, one small write each, so the
+    500 IOPS budget, not the bandwidth, bounds the commit rate, as on a P10."""
+    disk = capped.azure_disk
+    before, started = disk.counters(), time.monotonic()
+    with capped.connect() as conn:
+        conn.execute("CREATE TABLE commits (id int)")
+        for i in range(1500):
+            conn.execute("INSERT INTO commits VALUES (%s)", (i,))
+    after, seconds = disk.counters(), time.monotonic() - started
+    writes = after["device"]["writes"] - before["device"]["writes"]
+    print(f"\n1500 commits in {seconds:.1f}s: {writes} device writes = {writes / seconds:.0f}/s (cap "
+          f"{diskquota.P10_WRITE_IOPS}); group {after['group']['writes'] - before['group']['writes']}; "
+          f"flushes {after['device']['flushes'] - before['device']['flushes']}")
+    assert writes >= 1500, "a commit that did not reach the disk"
+    assert writes / seconds <= 1.2 * diskquota.P10_WRITE_IOPS

@@ -46,7 +46,7 @@ def block_device(path: Path) -> str:
 def device_counters(device: str) -> dict:
     """What the device itself did so far (Documentation/block/stat.rst): writes, bytes written, flushes."""
     fields = [int(v) for v in Path(f"/sys/dev/block/{device}/stat").read_text().split()]
-    return {"writes": fields[4], "bytes": fields[6] * 512, "flushes": fields[14] if len(fields) > 14 else 0}
+    return {"writes": fields[4], "bytes": fields[6] * 512, "flushes": fields[15] if len(fields) > 15 else 0}
 
 
 def _run(argv, timeout=120) -> str:
