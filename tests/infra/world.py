@@ -47,9 +47,10 @@ def _start_all(stack: ExitStack, servers: list) -> None:
         future.result()
 
 
-def start_servers(stack: ExitStack, tmp: Path) -> World:
+def start_servers(stack: ExitStack, tmp: Path, flexible_disk: str = "local") -> World:
+    """flexible_disk="azure": flex1 on a disk like Flexible's (fsync on, P10-like write cap; root only)."""
     certs = make_certs(tmp / "certs")
-    flexible_pg = flexible_server("flex1", FLEXIBLE_MAJOR, certs)
+    flexible_pg = flexible_server("flex1", FLEXIBLE_MAJOR, certs, disk=flexible_disk)
     flexible16_pg = flexible_server("flex16", FLEXIBLE16_MAJOR, certs)
     single_pg = single_server("single1", SINGLE_MAJOR, certs)
     single10_pg = single_server("single10", SINGLE10_MAJOR, certs)
@@ -78,9 +79,9 @@ def start_servers(stack: ExitStack, tmp: Path) -> World:
                  flexible16=flexible16, single10=single10, gateway10=gateway10)
 
 
-def start_world(stack: ExitStack, with_az: bool = True) -> World:
+def start_world(stack: ExitStack, with_az: bool = True, flexible_disk: str = "local") -> World:
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="azext-pgdump-world-")))
-    world = start_servers(stack, tmp)
+    world = start_servers(stack, tmp, flexible_disk)
     if with_az:
         wheel = build_wheel(tmp / "dist")
         world.az = AzCli(world.emulator, world.certs, tmp / "az").setup(wheel)
