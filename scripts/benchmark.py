@@ -296,6 +296,10 @@ def parse_args():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 2, 8))
     parser.add_argument("--profile", choices=["shared", "three", "azure-disk"], default="shared")
+    parser.add_argument("--target-max-wal-size", type=int, metavar="MB",
+                        help="azure-disk: the target's default max_wal_size (Flexible's for a P10 disk is 12288). A "
+                             "smaller value scales the checkpoint pressure of a large database down to a small one: "
+                             "157 MB against 128 MB is what 15 GB is against a P10's 12288 MB")
     parser.add_argument("--detail", action="store_true",
                         help="after every run: CPU seconds per client program, and our runs' step durations")
     parser.add_argument("--only", nargs="*", default=[],
@@ -334,6 +338,14 @@ def check_profile(profile):
     why_not = diskquota.available() if profile == "azure-disk" else ""
     if why_not:
         sys.exit(f"--profile azure-disk: {why_not}")
+
+
+def server_default(pg, name, value):
+    """A value in postgresql.conf (the last line wins), so that ALTER SYSTEM RESET, and the tuning's put-back,
+    return to it as to a server's default."""
+    with (pg.datadir / "postgresql.conf").open("a") as conf:
+        conf.write(f"{name} = '{value}'\n")
+    pg.execute("SELECT pg_reload_conf()")
 
 
 def cpu_budgets(stack, src, tgt) -> dict:
@@ -399,7 +411,10 @@ def main():
             pg.execute("SELECT pg_reload_conf()")
         print(f"Loading {args.shape} scale {args.scale} into PostgreSQL {src.major}...", file=sys.stderr)
         load(ctx, args.shape, args.scale)
+        if args.target_max_wal_size:
+            server_default(tgt, "max_wal_size", f"{args.target_max_wal_size}MB")
         quotas = cpu_budgets(stack, src, tgt) if args.profile in ("three", "azure-disk") else {}
+        max_wal_size = tgt.execute("SHOW max_wal_size")[0][0]
         expected = table_counts(src, DB)
         size = src.execute("SELECT pg_database_size(%s)", (DB,))[0][0]
         figures = {name: {"seconds": [], "memory": [], "connections": [], "cpu": [], "disk": [], "client_written": []}
@@ -421,7 +436,8 @@ def main():
     print(f"\n{args.shape} scale {args.scale} ({size / 1048576:.0f} MB), {args.jobs} jobs, median of {args.repeat}, "
           f"PostgreSQL {src.major} -> {tgt.major}, TLS, profile {args.profile}"
           + (" (source 0.5 core, target 1, client 0.5)" if quotas else "")
-          + (" (target disk: fsync on, 100 MiB/s, 500 IOPS)" if args.profile == "azure-disk" else ""))
+          + (f" (target disk: fsync on, 100 MiB/s, 500 IOPS, max_wal_size {max_wal_size})"
+             if args.profile == "azure-disk" else ""))
     print_times(figures, names)
     if quotas:
         print_cpu(figures, names)
