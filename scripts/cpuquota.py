@@ -30,6 +30,13 @@ class CpuQuota:
         if self.acct is not None:
             (self.acct / "cgroup.procs").write_text(str(pid))
 
+    def add_thread(self, tid: int) -> None:
+        """One thread only (cgroup v1 places threads one by one): what it forks from now on is born in the group,
+        while the process's other threads stay where they are."""
+        (self.path / "tasks").write_text(str(tid))
+        if self.acct is not None:
+            (self.acct / "tasks").write_text(str(tid))
+
     @staticmethod
     def leave_thread() -> None:
         """Put the calling thread back in the root groups (cgroup v1 places threads one by one): the benchmark's
