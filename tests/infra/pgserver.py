@@ -115,6 +115,7 @@ class PgServer:
                 return self._start()
             except BaseException:
                 self._stop_quietly()
+                shutil.rmtree(self.base, ignore_errors=True)
                 raise
         return self._start()
 
@@ -209,6 +210,8 @@ shared_buffers = 32MB
             if (self.datadir / "postmaster.pid").exists():
                 self._pg("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop")
         finally:
+            if self.azure_disk is not None and (self.datadir / "postmaster.pid").exists():
+                self._stop_quietly()  # a server still running keeps its disk busy: it could not be unmounted
             self._release_disk()
             shutil.rmtree(self.base, ignore_errors=True)
 
