@@ -16,7 +16,8 @@ def available() -> bool:
 
 class CpuQuota:
     def __init__(self, name: str, cores: float):
-        self.path = ROOT / f"azext-pgdump-bench-{name}"
+        # The pid in the name: two benchmarks on one machine must not share, nor remove, each other's groups.
+        self.path = ROOT / f"azext-pgdump-bench-{name}-{os.getpid()}"
         self.path.mkdir(exist_ok=True)
         (self.path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
         (self.path / "cpu.cfs_quota_us").write_text(str(int(cores * PERIOD_US)))
