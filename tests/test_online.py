@@ -162,12 +162,18 @@ def test_online_under_load_then_cutover_loses_nothing(world, target, tmp_path, m
         assert again.returncode != 0 and "No database" in again.stderr
 
 
+def following(stack, world, target, tmp_path, name):
+    """A 16 source whose database the target follows after `run --online` (no writer)."""
+    source = logical_source(stack, world, 16, name)
+    target.drop_database(DB)
+    proc = world.az.run(*run_args(source, target, tmp_path / "wd", "--online"), check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return source
+
+
 def test_cancel_leaves_the_source_as_it_was(world, target, tmp_path):
     with ExitStack() as stack:
-        source = logical_source(stack, world, 16, "onlcancel")
-        target.drop_database(DB)
-        proc = world.az.run(*run_args(source, target, tmp_path / "wd", "--online"), check=False, timeout=600)
-        assert proc.returncode == 0, proc.stderr
+        source = following(stack, world, target, tmp_path, "onlcancel")
         assert source.execute("SELECT count(*) FROM pg_replication_slots")[0][0] == 1
         out = world.az.json(*end_args("cancel", source, target, tmp_path / "wd")[:-2])
         assert out["status"] == "succeeded" and out["databases"][0]["status"] == "cancelled"
@@ -178,10 +184,7 @@ def test_cancel_leaves_the_source_as_it_was(world, target, tmp_path):
 
 def test_cutover_refuses_while_the_schemas_differ(world, target, tmp_path):
     with ExitStack() as stack:
-        source = logical_source(stack, world, 16, "onlddl")
-        target.drop_database(DB)
-        proc = world.az.run(*run_args(source, target, tmp_path / "wd", "--online"), check=False, timeout=600)
-        assert proc.returncode == 0, proc.stderr
+        source = following(stack, world, target, tmp_path, "onlddl")
         with source.connect(DB, superuser=False) as conn:
             conn.execute("ALTER TABLE history ADD COLUMN who text")   # DDL: not replicated
         refused = world.az.run(*end_args("cutover", source, target, tmp_path / "wd"), check=False)
