@@ -76,7 +76,7 @@ def _service_checks(cli_ctx, server) -> list:
     """High availability and read replicas: both replay every write of the load; Microsoft advises turning
     high availability off for it and creating replicas after it. Reported, never changed by this tool."""
     g, n = server.resource_group, server.name
-    mode, replicas = parameters.high_availability(cli_ctx, server), parameters.read_replicas(cli_ctx, server)
+    mode, replicas = server.high_availability, parameters.read_replicas(cli_ctx, server)
     ha = preflight.Check(
         'target-high-availability', 'warn', f'High availability ({mode}) is on for {n}: the standby makes every '
         'write of the load too, which slows it.', f'Turn it off for the load: `az postgres flexible-server update -g '

@@ -192,7 +192,8 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
             split_tables_larger_than=None, resume=False, install_utilities=False, tune_target=False,
-            allow_extensions=False, online=False, source_server=None, source_resource_group=None, source_server_type='auto', source_host=None,
+            allow_extensions=False, online=False, source_server=None, source_resource_group=None,
+            source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
             target_port=None, target_admin_user=None, target_ssl_mode='require', target_auth_type='password'):

@@ -61,10 +61,9 @@ def give_back_leftovers(cmd, server, work_dir: Path, say) -> list:
                        record['resourceGroup'], record['resourceGroup'], record['server'], work_dir)
         return []
     say(f'Putting back the parameters of {server.name} that the earlier run in {work_dir} set...')
-    applier, outcomes = arm_tuning.Applier(cmd.cli_ctx, server), []
-    for change in changes:
-        change.update(settings.give_back(applier, change))
-        say(f'  {settings.outcome_line(change)}')
-        outcomes.append(change)
-        run_state.write_settings(work_dir, record)   # each one as it happens: a kill now repeats only the rest
-    return outcomes
+    by_name = {c['name']: c for c in changes}   # the dicts inside `record`: updated in place, then saved
+
+    def save(name, outcome):
+        by_name[name].update(outcome)
+        run_state.write_settings(work_dir, record)
+    return settings.give_back_all(arm_tuning.Applier(cmd.cli_ctx, server), changes, save, say)

@@ -40,6 +40,7 @@ from tests.infra.pgbin import bindir
 from tests.infra.pgserver import PgServer, flexible_server, single_server
 from tests.infra.regressload import load_regression
 from tests.infra.sampledb import load_chinook
+from tests.infra.world import start_all
 from tests.migration_helpers import facts, public_schema_privileges, same_spelling, schema_dump, without_view_bodies
 
 DB = "regression"
@@ -60,13 +61,7 @@ def pair(world, tmp_path_factory):
         old = single_server("regsrc11", 11, world.certs)
         target, target16 = flexible_server("regtgt", 18, world.certs), flexible_server("regtgt16", 16, world.certs)
         servers = (source, old, target, target16)
-        with ThreadPoolExecutor(len(servers)) as pool:
-            started = [pool.submit(server.start) for server in servers]
-        for server, future in zip(servers, started):
-            if future.exception() is None:
-                stack.callback(server.stop)
-        for future in started:
-            future.result()
+        start_all(stack, servers)
         with ThreadPoolExecutor(2) as pool:
             loads = [pool.submit(load_regression, pg, DB, log_dir=tmp / f"load{pg.major}") for pg in (source, old)]
         load, old_load = (f.result() for f in loads)

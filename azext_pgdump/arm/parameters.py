@@ -28,13 +28,6 @@ def set_parameter(cli_ctx, server, name: str, value: str) -> None:
         server.resource_group, server.name, name, update).result()
 
 
-def high_availability(cli_ctx, server) -> str:
-    """The target's high availability mode (Disabled, ZoneRedundant, SameZone)."""
-    model = client_for(cli_ctx, server.kind, server.subscription).servers.get(server.resource_group, server.name)
-    mode = getattr(prop(model, 'high_availability'), 'mode', None)
-    return str(getattr(mode, 'value', mode) or 'Disabled')
-
-
 def read_replicas(cli_ctx, server) -> list:
     """The names of the server's read replicas."""
     try:

@@ -1,6 +1,7 @@
 """Look servers and their databases up in ARM, for both server kinds."""
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 from azure.cli.core.azclierror import AzureResponseError, ResourceNotFoundError
 from azure.core.exceptions import HttpResponseError
@@ -28,6 +29,8 @@ class ArmServer:
     admin_login: str
     version: str
     public_network_access: str
+    storage_bytes: Optional[int] = None     # Flexible: provisioned storage (caps --tune-target's max_wal_size)
+    high_availability: str = 'Disabled'     # Flexible: Disabled, ZoneRedundant, SameZone
 
     @property
     def major(self):
@@ -60,10 +63,14 @@ def _text(value) -> str:
 def _to_server(kind: str, model, ref: ServerRef, client) -> ArmServer:
     network = prop(model, 'network')
     public = getattr(network, 'public_network_access', None) if network else prop(model, 'public_network_access')
+    size = getattr(prop(model, 'storage'), 'storage_size_gb', None)
+    mode = getattr(prop(model, 'high_availability'), 'mode', None)
     return ArmServer(kind=kind, id=model.id, name=model.name, resource_group=ref.resource_group,
                      subscription=client._config.subscription_id,  # pylint: disable=protected-access
                      fqdn=prop(model, 'fully_qualified_domain_name'), admin_login=prop(model, 'administrator_login'),
-                     version=_text(prop(model, 'version')), public_network_access=_text(public or 'Enabled'))
+                     version=_text(prop(model, 'version')), public_network_access=_text(public or 'Enabled'),
+                     storage_bytes=int(size) << 30 if size else None,
+                     high_availability=_text(mode) if mode else 'Disabled')
 
 
 def get_server(cli_ctx, ref: ServerRef) -> ArmServer:

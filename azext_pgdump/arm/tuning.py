@@ -35,19 +35,12 @@ def read_parameters(cli_ctx, server, names) -> dict:
     return {n: p for n, p in found.items() if p is not None}
 
 
-def storage_bytes(cli_ctx, server):
-    """The server's provisioned storage; None when ARM does not say."""
-    model = client_for(cli_ctx, server.kind, server.subscription).servers.get(server.resource_group, server.name)
-    size = getattr(prop(model, 'storage'), 'storage_size_gb', None)
-    return int(size) << 30 if size else None
-
-
 def plan_for(cli_ctx, server, target, incoming_bytes: int, jobs: int) -> settings.Tuning:
     """The changes a run will make to `server` (the ArmServer of the `target` endpoint) for a load of
     `incoming_bytes`: the disk it has left caps max_wal_size, its memory caps maintenance_work_mem."""
     names = [n for n, _ in settings.RECOMMENDED] + ['shared_buffers']
     params = read_parameters(cli_ctx, server, names)
-    storage, disk = storage_bytes(cli_ctx, server), None
+    storage, disk = server.storage_bytes, None
     if storage:
         with catalog.connect(target) as conn:
             wal = catalog.wal_bytes(conn)

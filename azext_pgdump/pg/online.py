@@ -239,14 +239,25 @@ def lag(source, target, database: str, slot: str) -> dict:
     """How far the target is behind: a heartbeat written on the source now, against the last one the target
     applied (seconds), and the WAL the slot still holds for it (bytes)."""
     with catalog.connect(source, database) as src:
-        at, behind = src.execute(sql.SQL(
-            'UPDATE {} SET at = clock_timestamp(), lsn = pg_current_wal_lsn() WHERE id = 1 RETURNING at, '
-            '(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_catalog.pg_replication_slots '
-            'WHERE slot_name = {})').format(_HEARTBEAT, sql.Literal(slot))).fetchone()
+        at = _beat(src)
+        behind = src.execute('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM '
+                             'pg_catalog.pg_replication_slots WHERE slot_name = %s', (slot,)).fetchone()
+        behind = behind[0] if behind else None
     with catalog.connect(target, database) as tgt:
-        applied = tgt.execute(sql.SQL('SELECT at FROM {} WHERE id = 1').format(_HEARTBEAT)).fetchone()[0]
+        applied = _applied(tgt)
     return {'bytes': int(behind or 0), 'seconds': round(max((at - applied).total_seconds(), 0.0), 1),
             'heartbeat': at.isoformat()}
+
+
+def _beat(conn):
+    """A heartbeat on the source, now: the time it says, once the target has applied it."""
+    return conn.execute(sql.SQL('UPDATE {} SET at = clock_timestamp(), lsn = pg_current_wal_lsn() WHERE id = 1 '
+                                'RETURNING at').format(_HEARTBEAT)).fetchone()[0]
+
+
+def _applied(conn):
+    """The newest heartbeat the target has applied."""
+    return conn.execute(sql.SQL('SELECT at FROM {} WHERE id = 1').format(_HEARTBEAT)).fetchone()[0]
 
 
 def caught_up(source, target, database: str, timeout: float, say) -> float:
@@ -254,11 +265,10 @@ def caught_up(source, target, database: str, timeout: float, say) -> float:
     (one subscription applies in commit order). Returns the seconds it took."""
     started = time.monotonic()
     with catalog.connect(source, database) as src:
-        mark = src.execute(sql.SQL('UPDATE {} SET at = clock_timestamp(), lsn = pg_current_wal_lsn() WHERE id = 1 '
-                                   'RETURNING at').format(_HEARTBEAT)).fetchone()[0]
+        mark = _beat(src)
     with catalog.connect(target, database) as tgt:
         while True:
-            applied = tgt.execute(sql.SQL('SELECT at FROM {} WHERE id = 1').format(_HEARTBEAT)).fetchone()[0]
+            applied = _applied(tgt)
             if applied >= mark:
                 return round(time.monotonic() - started, 2)
             if time.monotonic() - started > timeout:

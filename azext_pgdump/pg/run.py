@@ -10,9 +10,8 @@ from typing import Callable
 
 import psycopg
 
-from azext_pgdump.pg import (catalog, children, dumpclean, errorlog, footprint, inprocess, online, record, settings,
-                             stream)
-from azext_pgdump.pg import interrupts
+from azext_pgdump.pg import (catalog, children, dumpclean, errorlog, footprint, inprocess, interrupts, online, record,
+                             settings, stream)
 from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.process import Runner, human, size_of
 from azext_pgdump.pg.scheduler import Scheduler
@@ -55,7 +54,7 @@ class _Run:
         self.secrets = [p for p in (ep.current_password() for ep in (plan.source, plan.target) if ep) if p]
         self.runner = Runner({'source': plan.source, 'target': plan.target}, progress, interval)
         self.state = RunState(plan, progress)
-        self.published = {}   # run --online: database -> what its publish step made (a password: memory only)
+        self.published = {}   # run --online: database -> what its publish step made
         self.snapshots = Snapshots(plan, verify, self.published)
         self.exits = {}   # database -> exit codes of the restore passes judged with a later one
 
@@ -104,10 +103,8 @@ class _Run:
         if not changes or self.applier is None:
             return
         self.progress(f'Putting back the parameters of {self.plan.tuning.server}...')
-        for change in changes:
-            outcome = settings.give_back(self.applier, change)
-            self.state.setting(change['name'], **outcome)
-            self.progress(f'  {settings.outcome_line(dict(change, **outcome))}')
+        settings.give_back_all(self.applier, changes, lambda name, outcome: self.state.setting(name, **outcome),
+                               self.progress)
 
     def _verified(self) -> dict:
         if not self.verify:
@@ -147,12 +144,12 @@ class _Run:
 
     def _online(self, name: str, database: str) -> dict:
         """run --online: publish before the snapshot, subscribe once the copy is in; the record names what was made
-        (for cutover, cancel and cleanup), never the password."""
+        (for cutover and cancel). The subscription's password lives only in the target's catalog."""
         plan = self.plan
         if name == 'publish':
             made = online.publish(plan.source, database, plan.source_major)
             self.published[database] = made
-            return {'online': dict({k: v for k, v in made.items() if k != 'password'}, status='publishing')}
+            return {'online': dict(made, status='publishing')}
         made = self.published[database]
         online.subscribe(plan.target, plan.source, database, made)
         try:
@@ -162,7 +159,7 @@ class _Run:
         lag = online.lag(plan.source, plan.target, database, made['slot'])
         self.progress(f'  {database}: the target follows the source, {lag["seconds"]} s and {lag["bytes"]} bytes '
                       'behind; run `az postgres dumprestore cutover` once the application\'s writes have stopped')
-        return {'online': dict({k: v for k, v in made.items() if k != 'password'}, status='following', lag=lag)}
+        return {'online': dict(made, status='following', lag=lag)}
 
     def _copy(self, step: Step) -> None:
         """The stream method's data: every table, in the snapshot the schema was dumped in. Resumed, the

@@ -185,6 +185,18 @@ def give_back(applier, change: dict) -> dict:
         return {'status': 'restore-failed', 'error': str(err)}
 
 
+def give_back_all(applier, changes: list, record, say) -> list:
+    """Give back each change, `record(name, outcome)` before the next (a kill then repeats only the rest), and say
+    what became of it. Returns the changes with their outcomes."""
+    out = []
+    for change in changes:
+        outcome = give_back(applier, change)
+        record(change['name'], outcome)
+        out.append(dict(change, **outcome))
+        say(f'  {outcome_line(out[-1])}')
+    return out
+
+
 def outcome_line(change: dict) -> str:
     """What became of a change, for the progress lines."""
     name, status = change['name'], change['status']

@@ -60,9 +60,8 @@ class RunState:
                              **(plan.notes or {}).get(d.name, {})}
                     for d in plan.databases}
         self.last_step = {s.database: s for s in plan.steps}   # None: the roles' last step
-        tuning = getattr(plan, 'tuning', None)
-        self.settings = None if tuning is None else dict(
-            tuning.as_dict(), changes=[dict(c, status=PENDING) for c in tuning.as_dict()['changes']])
+        planned = plan.tuning.as_dict() if plan.tuning else None
+        self.settings = planned and dict(planned, changes=[dict(c, status=PENDING) for c in planned['changes']])
         # step id -> {'status', 'seconds', 'tablesDone'}: what --resume reads. Steps an earlier run finished keep
         # their record, so that a run resumed twice still knows them.
         earlier = plan.resumed.tasks if plan.resumed else {}

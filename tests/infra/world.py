@@ -36,7 +36,7 @@ class World:
     az: AzCli = None
 
 
-def _start_all(stack: ExitStack, servers: list) -> None:
+def start_all(stack: ExitStack, servers: list) -> None:
     """initdb and start every server at once: most of the time is each server's own start-up."""
     with ThreadPoolExecutor(len(servers)) as pool:
         futures = [pool.submit(pg.start) for pg in servers]
@@ -55,7 +55,7 @@ def start_servers(stack: ExitStack, tmp: Path, flexible_disk: str = "local") -> 
     single_pg = single_server("single1", SINGLE_MAJOR, certs)
     single10_pg = single_server("single10", SINGLE10_MAJOR, certs)
     vm_pg = PgServer(name="vm1", major=VM_MAJOR, certs=certs, locale=FLEXIBLE_LOCALE)
-    _start_all(stack, [flexible_pg, flexible16_pg, single_pg, single10_pg, vm_pg])
+    start_all(stack, [flexible_pg, flexible16_pg, single_pg, single10_pg, vm_pg])
     gateway = SingleServerGateway("single1", single_pg.host, single_pg.port, certs).start()
     stack.callback(gateway.stop)
     gateway10 = SingleServerGateway("single10", single10_pg.host, single10_pg.port, certs).start()
