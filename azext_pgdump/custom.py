@@ -203,8 +203,9 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     # A resumed run goes on the way it began (its finished steps are worth keeping only for the same method).
     method = method or (state.method if state and state.method else 'stream')
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
+    online = online or bool(state and state.online)   # a resumed online run follows the source too
     if online:
-        _online_allowed(method, verify, resume)
+        _online_allowed(method, verify)
         opts = replace(opts, online=True)
     if state is not None:
         databases = state.todo
@@ -224,7 +225,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
         facts = None if skip_check or (state and not state.todo) else checks_wiring.preflight_or_fail(
             cmd, _progress(cmd), source, target, target_server, databases, checked if state else opts, work_dir,
             pg_bin_dir, installed, allow_extensions=('dry' if dry_run else 'apply') if allow_extensions else None,
-            online_from=source_server if online else False)
+            online_from=source_server if online and not state else False)   # resumed: its slots exist
         return _plan_and_execute(cmd, lambda: planner.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run, facts=facts, resume=state, installed=installed), dry_run, verify_after=verify,
@@ -241,17 +242,13 @@ def _tuning(cmd, tune_target, target_server, work_dir, dry_run, build):
     return (lambda plan: build(cmd, target_server, plan)) if tune_target else None
 
 
-def _online_allowed(method, verify, resume) -> None:
+def _online_allowed(method, verify) -> None:
     if method != 'stream':
         raise MutuallyExclusiveArgumentError('--online follows the source from the snapshot the stream method copies '
                                              'in.', recommendation='Leave out --method (stream is the default).')
     if verify:
         raise MutuallyExclusiveArgumentError('--online verifies at the cutover, when the source has stopped changing.',
                                              recommendation='Leave out --verify; `cutover` compares every table.')
-    if resume:
-        raise MutuallyExclusiveArgumentError('An online run cannot be resumed yet: its snapshot ended with it.',
-                                             recommendation='Run `az postgres dumprestore cancel --work-dir DIR` '
-                                                            'with the same servers, then run again.')
 
 
 def _resume_state(work_dir, databases):

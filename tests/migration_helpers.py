@@ -168,3 +168,43 @@ def assert_same(src_pg, tgt_pg, dbname):
 
 def result_of(proc) -> dict:
     return json.loads(proc.stdout)
+
+
+def az_python(proc) -> int:
+    """The Python process of an az started with subprocess.Popen (the az launcher may be a shell script): the
+    one to kill to kill az."""
+    pids = {p for p in _descendants(proc.pid) | {proc.pid} if b"azure.cli" in _cmdline(p)}
+    # A child forked but not yet exec'd still shows az's command line: the one whose parent is not az.
+    top = [p for p in pids if _parent(p) not in pids]
+    assert len(top) == 1, pids
+    return top[0]
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent(pid):
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _descendants(pid):
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):  # every thread's children
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                if kid not in found:
+                    found.add(kid)
+                    frontier.append(kid)
+    return found

@@ -5,7 +5,10 @@ IDENTITY FULL and no key, TOASTed values, a partitioned table, sequences in use)
 until the cutover; afterwards every table of the target equals the source's by checksum, and its sequences
 too, and nothing the run made is left on either server."""
 import json
+import os
 import random
+import signal
+import subprocess
 import threading
 import time
 from contextlib import ExitStack
@@ -13,10 +16,11 @@ from contextlib import ExitStack
 import psycopg
 import pytest
 
+from tests.infra.azcli import AZ
 from tests.infra.locales import FLEXIBLE_LOCALE
 from tests.infra.pgbin import bindir
 from tests.infra.pgserver import PgServer, flexible_server
-from tests.migration_helpers import assert_same
+from tests.migration_helpers import assert_same, az_python
 
 DB = "shopdb"
 SCHEMA = """
@@ -195,3 +199,96 @@ def test_cutover_refuses_while_the_schemas_differ(world, target, tmp_path):
         done = world.az.run(*end_args("cutover", source, target, tmp_path / "wd"), check=False, timeout=600)
         assert done.returncode == 0, done.stderr
         nothing_left(source, target)
+
+
+def _task(work_dir, step):
+    try:
+        return json.loads((work_dir / "migration.json").read_text())["tasks"].get(f"{DB}/{step}", {}).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def _until(seen, proc, what, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not seen():
+        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"{what} never came"
+        time.sleep(0.02)
+
+
+def _rows(pg, table) -> bool:
+    try:
+        return pg.execute(f"SELECT EXISTS (SELECT FROM {table})", dbname=DB)[0][0]
+    except psycopg.Error:   # the database or the table is not there yet
+        return False
+
+
+def _start_online(world, source, target, work_dir):
+    argv = [str(AZ), *run_args(source, target, work_dir, "--online")]
+    return subprocess.Popen(argv, env=world.az.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def _kill(proc):
+    os.kill(az_python(proc), signal.SIGKILL)
+    proc.communicate(timeout=60)
+
+
+def _resume_then_cut_over(world, source, target, work_dir, writer):
+    resumed = world.az.run(*run_args(source, target, work_dir, "--resume"), check=False, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    db = json.loads(resumed.stdout)["databases"][0]
+    assert db["status"] == "succeeded" and db["online"]["status"] == "following", db
+    written = writer.count
+    time.sleep(1)
+    assert writer.count > written   # the application never stopped
+    writer.halt()
+    cut = world.az.run(*end_args("cutover", source, target, work_dir), check=False, timeout=600)
+    assert cut.returncode == 0, cut.stderr[-3000:]
+    assert json.loads(cut.stdout)["databases"][0]["verify"]["status"] == "passed"
+    assert_same(source, target, DB)
+    nothing_left(source, target)
+    return db
+
+
+def test_killed_during_the_catch_up_resumes_from_the_same_slot(world, target, tmp_path):
+    """SIGKILL while the target catches up (a session of the user's holds rows the subscription must update, so
+    the catch-up is really under way): --resume copies nothing again and goes on from the same slot."""
+    wd = tmp_path / "wd"
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onlkill")
+        target.drop_database(DB)
+        with Writer(source) as writer:
+            proc = _start_online(world, source, target, wd)
+            stack.callback(proc.kill)
+            _until(lambda: _rows(target, "customers"), proc, "the copy of customers", timeout=300)
+            holder = target.connect(DB, autocommit=False)   # the row locks last until its rollback
+            stack.callback(holder.close)
+            holder.execute("SELECT id FROM customers FOR UPDATE")   # the writer updates customers every time
+            _until(lambda: target.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND backend_type LIKE 'logical replication%'")[0][0] > 0,
+                   proc, "the subscription waiting in its catch-up")
+            assert _task(wd, "subscribe") == "running"
+            slot = source.execute("SELECT slot_name FROM pg_replication_slots")
+            _kill(proc)
+            holder.rollback()
+            db = _resume_then_cut_over(world, source, target, wd, writer)
+        assert db["online"]["slot"] == slot[0][0]   # the same slot: nothing copied again, nothing applied twice
+        assert "copy" in db["resumedSteps"] and "subscribe" not in db["resumedSteps"]
+
+
+def test_killed_during_the_copy_starts_the_database_again_with_a_new_slot(world, target, tmp_path):
+    """The slot's exported snapshot ends with the process that made it: a copy cut short cannot go on in it, so
+    --resume removes that slot (and what came with it) and migrates the database again from a new one."""
+    wd = tmp_path / "wd"
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onlkillcopy")
+        target.drop_database(DB)
+        with Writer(source) as writer:
+            proc = _start_online(world, source, target, wd)
+            stack.callback(proc.kill)
+            _until(lambda: _task(wd, "copy") == "running", proc, "the copy")
+            first = source.execute("SELECT slot_name FROM pg_replication_slots")[0][0]
+            _kill(proc)
+            db = _resume_then_cut_over(world, source, target, wd, writer)
+        assert db["online"]["slot"] != first and "copy" not in db.get("resumedSteps", [])

@@ -16,14 +16,13 @@ import signal
 import subprocess
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 
 from tests.infra.azcli import AZ
 from tests.infra.pgbin import bindir
 from tests.infra.pgserver import vm_and_flexible
-from tests.migration_helpers import assert_same, result_of
+from tests.migration_helpers import assert_same, az_python, result_of
 
 CREATED, REUSED = "appdb", "reusedb"
 DATABASES = [CREATED, REUSED, "postgres"]
@@ -92,13 +91,6 @@ class Sweep:
                 conn.execute(USERS_OWN)
         for role in ("sweep_owner", "sweep_reader"):
             tgt.execute(f"DROP ROLE IF EXISTS {role}")
-
-    def python_of(self, proc):
-        pids = {p for p in _descendants(proc.pid) | {proc.pid} if b"azure.cli" in _cmdline(p)}
-        # A child forked but not yet exec'd still shows az's command line: the one whose parent is not az.
-        top = [p for p in pids if _parent(p) not in pids]
-        assert len(top) == 1, pids
-        return top[0]
 
     def our_sessions(self, servers=None):
         """Sessions of the run's logins (not the harness's superuser) on the target, or on `servers`."""
@@ -171,7 +163,7 @@ def _kill_when(sweep, proc, wd, seen, sig=signal.SIGKILL, timeout=120):
             return None   # the run ended first: this instant was too short to catch; the resume still runs
         assert time.monotonic() < deadline, "the instant never came"
         time.sleep(0.02)
-    python = sweep.python_of(proc)
+    python = az_python(proc)
     os.kill(python, sig)
     return python
 
@@ -248,36 +240,6 @@ def test_sigterm_says_interrupted_on_stdout_and_in_the_manifest_and_resumes(swee
     assert "Interrupted by SIGTERM" in err and "--resume" in err
     _no_session_of_ours_for_long(sweep)
     _resume_and_compare(sweep, wd, "stream")
-
-
-def _cmdline(pid):
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _parent(pid):
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _descendants(pid):
-    found, frontier = set(), [pid]
-    while frontier:
-        parent = frontier.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):  # every thread's children
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            for kid in kids:
-                if kid not in found:
-                    found.add(kid)
-                    frontier.append(kid)
-    return found
 
 
 def test_the_sweep_really_killed_at_eight_instants_or_more_per_method(request):

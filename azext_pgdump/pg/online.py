@@ -198,6 +198,8 @@ def _own_login(conn, role, password: str, schemas: list, listed) -> bool:  # sch
             conn.execute(sql.SQL('CREATE ROLE {} LOGIN REPLICATION PASSWORD {}').format(role, sql.Literal(password)))
     except psycopg.errors.InsufficientPrivilege:
         return False
+    except psycopg.errors.DuplicateObject:   # made by a run killed before its subscription: a new password
+        conn.execute(sql.SQL('ALTER ROLE {} PASSWORD {}').format(role, sql.Literal(password)))
     if schemas:
         conn.execute(sql.SQL('GRANT USAGE ON SCHEMA {} TO {}').format(
             sql.SQL(', ').join(sql.SQL(s) for s in schemas), role))
@@ -224,15 +226,26 @@ def create_slot(source, database: str, slot: str, major: int) -> tuple:
 def subscribe(target, source, database: str, made: dict) -> None:
     """On the target, once the copy and its indexes are in: a subscription that starts at the slot (no slot
     made, no data copied), logging in to the source as the run's own role."""
-    user, password = login_for_subscription(source, database, made)
-    conninfo = make_conninfo(host=source.host, port=str(source.port), dbname=database, user=user,
-                             password=password, sslmode=source.sslmode)
     ident = sql.Identifier(made['subscription'])
     with catalog.connect(target, database) as conn:
-        conn.execute(sql.SQL('CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, '
-                             'slot_name = {}, copy_data = false, enabled = false)').format(
-            ident, sql.Literal(conninfo), sql.Identifier(made['publication']), sql.Literal(made['slot'])))
-        conn.execute(sql.SQL('ALTER SUBSCRIPTION {} ENABLE').format(ident))
+        enabled = _subscription(conn, made['subscription'])
+        if enabled is None:   # a run resumed during the catch-up finds it made already, and maybe enabled
+            user, password = login_for_subscription(source, database, made)
+            conninfo = make_conninfo(host=source.host, port=str(source.port), dbname=database, user=user,
+                                     password=password, sslmode=source.sslmode)
+            conn.execute(sql.SQL('CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, '
+                                 'slot_name = {}, copy_data = false, enabled = false)').format(
+                ident, sql.Literal(conninfo), sql.Identifier(made['publication']), sql.Literal(made['slot'])))
+        if not enabled:
+            conn.execute(sql.SQL('ALTER SUBSCRIPTION {} ENABLE').format(ident))
+
+
+def _subscription(conn, name: str):
+    """None when the target has no subscription of that name in this database; else whether it is enabled."""
+    row = conn.execute('SELECT subenabled FROM pg_catalog.pg_subscription WHERE subname = %s AND subdbid = '
+                       '(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())',
+                       (name,)).fetchone()
+    return None if row is None else row[0]
 
 
 def lag(source, target, database: str, slot: str) -> dict:
@@ -316,17 +329,23 @@ def teardown(source, target, database: str, made: dict) -> list:
     slot, the publication, the role, the heartbeat schema on both sides. What is already gone is skipped, so a
     cutover or cancel cut short can be run again. Returns what was removed."""
     removed = []
-    sub, slot = made['subscription'], made['slot']
+    sub = made['subscription']
     with catalog.connect(target, database) as tgt:
-        if tgt.execute('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = %s', (sub,)).fetchone():
+        if _subscription(tgt, sub) is not None:
             ident = sql.Identifier(sub)
             tgt.execute(sql.SQL('ALTER SUBSCRIPTION {} DISABLE').format(ident))
             tgt.execute(sql.SQL('ALTER SUBSCRIPTION {} SET (slot_name = NONE)').format(ident))
             tgt.execute(sql.SQL('DROP SUBSCRIPTION {}').format(ident))
             removed.append(f'subscription {sub}')
         tgt.execute(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(SCHEMA)))
+    return removed + teardown_source(source, database, made)
+
+
+def teardown_source(source, database: str, made: dict) -> list:
+    """The source's half of teardown: the slot, the publication, the heartbeat schema, the run's role."""
+    removed = []
     with catalog.connect(source, database) as src:
-        _drop_slot(src, slot, removed)
+        _drop_slot(src, made['slot'], removed)
         src.execute(sql.SQL('DROP PUBLICATION IF EXISTS {}').format(sql.Identifier(made['publication'])))
         src.execute(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(SCHEMA)))
         if made.get('role') and src.execute('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s',

@@ -189,10 +189,13 @@ class Resume:
     roles_done: bool
     method: str = ''    # the earlier run's method: its steps are only worth keeping for the same one
     tasks: dict = field(default_factory=dict)   # step id -> its state in the earlier run (see execution)
+    online: bool = False   # run --online: the resumed run follows the source too
+    published: dict = field(default_factory=dict)   # online: database -> what its earlier publish step made
 
     def options(self, opts: Options) -> Options:
         """The run's options for what is left: roles only if not done; our half-made databases dropped."""
-        return replace(opts, roles=opts.roles and not self.roles_done, ours_to_drop=self.created)
+        return replace(opts, roles=opts.roles and not self.roles_done, ours_to_drop=self.created,
+                       online=opts.online or self.online)
 
 
 def resume_state(wd: Path) -> Resume:
@@ -211,10 +214,11 @@ def resume_state(wd: Path) -> Resume:
                         or 'create' in previous.get(n, {}).get('durations', {}))
     roles = manifest.get('result', {}).get('roles', {}).get('status')
     finished = {d['name'] for d in done}
+    todo = [n for n in names if n not in finished]
     return Resume(done, [e for e in manifest['databases'] if e['database']['name'] in finished],
-                  [n for n in names if n not in finished], created - finished,
-                  roles in (run_state.SUCCEEDED, run_state.SKIPPED),
-                  manifest.get('method', ''), tasks)
+                  todo, created - finished, roles in (run_state.SUCCEEDED, run_state.SKIPPED),
+                  manifest.get('method', ''), tasks, bool(manifest.get('online')),
+                  {n: previous[n]['online'] for n in todo if 'online' in previous.get(n, {})})
 
 
 def resumed_steps(resume: Optional[Resume], method: str) -> tuple:
@@ -235,12 +239,26 @@ def resumed_steps(resume: Optional[Resume], method: str) -> tuple:
     for name in resume.todo:
         def state(step, name=name):
             return run_state.step_status(resume.tasks.get(f'{name}/{step}'))
+        if resume.online:
+            skip |= _online_resumed(resume, name, done, state)
+            continue
         if method == 'directory' and state('dump') == run_state.SUCCEEDED:
             skip.add(f'{name}/dump')
         if method == 'stream' and state('restore-pre') == run_state.SUCCEEDED and state('restore') is None:
             skip |= {f'{name}/{step}' for step in ('drop', 'create', 'footprint', 'restore-schemas', 'restore-pre')}
             tables[name] = set(resume.tasks.get(f'{name}/copy', {}).get('tablesDone', []))
     return frozenset(skip), tables
+
+
+def _online_resumed(resume: Resume, name: str, done: set, state) -> set:
+    """run --online: once every table is in and its post-data restored, what is left (ANALYZE, the subscription,
+    the catch-up) goes on from the same slot: nothing copied again, nothing applied twice. Before that the copy
+    cannot go on: the slot's exported snapshot ended with the earlier run, and a table copied in another snapshot
+    would miss or repeat the changes in between; the database is then migrated again from the start, with a new
+    slot (the earlier one is removed first, see run.py)."""
+    if state('restore') != run_state.SUCCEEDED:
+        return set()
+    return {i for i in done if i.startswith(f'{name}/')} | {f'{name}/{step}' for step in ('drop', 'create', 'footprint')}
 
 
 def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:

@@ -146,11 +146,16 @@ class _Run:
         """run --online: publish before the snapshot, subscribe once the copy is in; the record names what was made
         (for cutover and cancel). The subscription's password lives only in the target's catalog."""
         plan = self.plan
+        earlier = plan.resumed.published.get(database) if plan.resumed else None
         if name == 'publish':
+            if earlier:   # resumed before its copy was in: that slot's snapshot is gone, so is what it was for
+                online.teardown_source(plan.source, database, earlier)
             made = online.publish(plan.source, database, plan.source_major)
             self.published[database] = made
             return {'online': dict(made, status='publishing')}
-        made = self.published[database]
+        made = self.published.get(database) or dict(earlier)   # resumed during the catch-up: the same slot
+        made.pop('status', None)
+        made.pop('lag', None)
         online.subscribe(plan.target, plan.source, database, made)
         try:
             online.caught_up(plan.source, plan.target, database, 60, self.progress)

@@ -66,6 +66,9 @@ class RunState:
         # their record, so that a run resumed twice still knows them.
         earlier = plan.resumed.tasks if plan.resumed else {}
         self.tasks = {i: dict(t, status=step_status(t)) for i, t in earlier.items() if i in plan.skip}
+        for name, made in (plan.resumed.published if plan.resumed else {}).items():
+            if name in self.dbs:   # what an earlier online run made stays known until it is removed or replaced
+                self.dbs[name]['online'] = made
         for db in self.dbs.values():
             skipped = [s.name for s in plan.steps if s.database == db['name'] and s.id in plan.skip]
             if skipped:
@@ -251,6 +254,7 @@ def manifest_of(state: RunState, result: Optional[dict] = None) -> dict:
     fmt = 'plain' if plan.opts.method == 'plain' else 'directory'
     data = {'format': FORMAT, 'tool': 'azext_pgdump', 'status': state.status, 'mode': plan.mode,
             'method': plan.opts.method, 'utilitiesMajor': plan.tools.major, 'updatedAt': time.time(),
+            **({'online': True} if plan.opts.online else {}),   # a resumed run follows the source too
             'source': None if plan.source is None else {'server': plan.source.name, 'major': plan.source_major},
             'databases': (plan.resumed.done_entries if plan.resumed else []) + [
                 {'database': asdict(d), 'format': fmt,
