@@ -64,6 +64,12 @@ examples:
     text: az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --dry-run
   - name: Load with the server parameters Microsoft recommends for a restore, put back when the run ends.
     text: az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --tune-target
+  - name: Minimal downtime - copy, then the target follows the source until `cutover`; report the lag meanwhile.
+    text: >
+      az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --online
+      --wait-for-cutover --max-slot-wal 50GB --work-dir ./mig
+  - name: Continue a run that was killed (online runs too), with the same work dir.
+    text: az postgres dumprestore run -g myresourcegroup --source-server old --target-server new --work-dir ./mig --resume
   - name: On a pipeline agent whose PostgreSQL client is too old, install the utilities both servers need first.
     text: >
       az postgres dumprestore run -g myresourcegroup --source-server old --target-server new

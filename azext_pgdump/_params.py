@@ -177,6 +177,16 @@ def load_arguments(self, _):
                                 'source from that slot on (nothing missed, nothing twice). The command returns with '
                                 'the lag; stop the application\'s writes and run `cutover`, or `cancel`. Needs '
                                 'wal_level = logical on the source (`check --online` says what else).')
+                c.argument('max_slot_wal', options_list=['--max-slot-wal'],
+                           help='With --online: the WAL a replication slot may keep on the source (for example 20GB) '
+                                'before the target stops following and the slot is removed, so that a target that '
+                                'stops applying cannot fill the source\'s disk. Default: half of what a Flexible '
+                                'source\'s disk has left before it turns read-only; no limit for other sources (a '
+                                'warning says so). 0: no limit.')
+                c.argument('wait_for_cutover', options_list=['--wait-for-cutover'], arg_type=flag,
+                           help='With --online: once the target follows, stay and report the lag (and watch the '
+                                'WAL the slots keep) until `cutover` or `cancel`, run from another shell with the '
+                                'same --work-dir, ends it. Ctrl-C stops waiting, not following.')
                 c.argument('verify', options_list=['--verify'], arg_type=flag,
                            help='After the migration, compare every table\'s row count, the objects by kind and the '
                                 'sequences of source and target, as `verify` does; differences fail the run.')

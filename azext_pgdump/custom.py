@@ -1,6 +1,5 @@
 """One function per verb: wire the management plane (arm/) to the data plane (pg/), return plain data."""
 import os
-import re
 import signal
 import sys
 from contextlib import ExitStack
@@ -13,7 +12,7 @@ from azure.cli.core.azclierror import (AzureConnectionError, FileOperationError,
 from knack.log import get_logger
 
 from azext_pgdump import checks as checks_wiring
-from azext_pgdump import target_settings, utilities
+from azext_pgdump import online_wiring, sizes, target_settings, utilities
 from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg import (catalog, dumpclean, inprocess, install, locales, online_end, planner, preflight,
@@ -50,25 +49,13 @@ def _jobs(jobs) -> int:
     return int(jobs or min(os.cpu_count() or 2, 8))
 
 
-_UNITS = {'': 1, 'B': 1, 'KB': 1 << 10, 'MB': 1 << 20, 'GB': 1 << 30, 'TB': 1 << 40}
-
-
-def _size(text) -> int:
-    """'512MB', '1.5GB', '0' -> bytes."""
-    match = re.fullmatch(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?B?)\s*', str(text), re.I)
-    if not match:
-        raise InvalidArgumentValueError(f'{text!r} is not a size.', recommendation='For example 512MB or 2GB; 0 never '
-                                                                                   'splits.')
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-
-
 def _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map=None, split=None) -> Options:
     try:
         overrides = locales.parse_overrides(locale_map)
     except ValueError as err:
         raise InvalidArgumentValueError(str(err), recommendation="For example --locale-map "
                                         "'English_United States.1252=en_US.utf8'.") from err
-    extra = {} if split is None else {'split_bytes': _size(split)}
+    extra = {} if split is None else {'split_bytes': sizes.parse(split)}
     return Options(method=method, jobs=_jobs(jobs), roles=not no_roles, no_owner=bool(no_owner), no_acl=bool(no_acl),
                    if_exists=if_exists or 'fail', locale_map=overrides, **extra)
 
@@ -156,8 +143,9 @@ def _log_failures(result, failed):
                  f" for {', '.join(failed)}" if failed else '', result['workDir'], advice)
 
 
-def _plan_and_execute(cmd, build, dry_run, verify_after=False, tune=None):
-    """`tune(plan)`: with --tune-target, the (Tuning, Applier) of the target's parameters for the load."""
+def _plan_and_execute(cmd, build, dry_run, verify_after=False, tune=None, after=None):
+    """`tune(plan)`: with --tune-target, the (Tuning, Applier) of the target's parameters for the load.
+    `after(result)`: what follows a run that succeeded (run --online --wait-for-cutover), before the exit code."""
     try:
         plan = build()
     except planner.MigrationError as err:
@@ -174,7 +162,10 @@ def _plan_and_execute(cmd, build, dry_run, verify_after=False, tune=None):
         return plan.as_dict()
     say = _progress(cmd)
     # A pipeline's log gets a line a minute for a long step (so it does not look hung); a terminal, one every 10 s.
-    result = run.execute(plan, say, interval=10.0 if say.live else 60.0, verify=verify_after, applier=applier)
+    interval = 10.0 if say.live else 60.0
+    result = run.execute(plan, say, interval=interval, verify=verify_after, applier=applier)
+    if after is not None and result['status'] == 'succeeded':
+        result = after(result, plan, interval)
     _fail_after_output(cmd, result)
     return result
 
@@ -192,7 +183,8 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             target_admin_password=None,
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
             split_tables_larger_than=None, resume=False, install_utilities=False, tune_target=False,
-            allow_extensions=False, online=False, source_server=None, source_resource_group=None,
+            allow_extensions=False, online=False, max_slot_wal=None, wait_for_cutover=False,
+            source_server=None, source_resource_group=None,
             source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
             target_server=None, target_resource_group=None, target_server_type='auto', target_host=None,
@@ -205,8 +197,11 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
     online = online or bool(state and state.online)   # a resumed online run follows the source too
     if online:
-        _online_allowed(method, verify)
+        online_wiring.allowed(method, verify)
         opts = replace(opts, online=True)
+    elif max_slot_wal is not None or wait_for_cutover:
+        raise RequiredArgumentMissingError('--max-slot-wal and --wait-for-cutover are for an online run.',
+                                           recommendation='Add --online, or leave them out.')
     if state is not None:
         databases = state.todo
         checked = state.options(opts)
@@ -219,6 +214,9 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
         source, source_server = reach_side(cmd, stack, kw, 'source')
         target, target_server = reach_side(cmd, stack, kw, 'target')
         tune = _tuning(cmd, tune_target, target_server, work_dir, dry_run, target_settings.for_run)
+        if online:
+            opts = replace(opts, max_slot_wal=online_wiring.slot_wal_limit(max_slot_wal, source, source_server,
+                                                                            _progress(cmd)))
         if install_utilities:  # even with --dry-run: the plan names the programs it would run
             utilities.ensure_for_run(cmd, source, target, _progress(cmd))
         installed = utilities.bindirs(cmd)
@@ -229,7 +227,8 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
         return _plan_and_execute(cmd, lambda: planner.plan_run(
             source, target, opts, databases, Path(work_dir) if work_dir else None, reuse_work_dir, pg_bin_dir,
             create=not dry_run, facts=facts, resume=state, installed=installed), dry_run, verify_after=verify,
-            tune=tune)
+            tune=tune,
+            after=online_wiring.waiting_for_cutover(_progress(cmd), source, target) if wait_for_cutover else None)
 
 
 def _tuning(cmd, tune_target, target_server, work_dir, dry_run, build):
@@ -240,15 +239,6 @@ def _tuning(cmd, tune_target, target_server, work_dir, dry_run, build):
     if work_dir and not dry_run:
         target_settings.give_back_leftovers(cmd, target_server, Path(work_dir), _progress(cmd))
     return (lambda plan: build(cmd, target_server, plan)) if tune_target else None
-
-
-def _online_allowed(method, verify) -> None:
-    if method != 'stream':
-        raise MutuallyExclusiveArgumentError('--online follows the source from the snapshot the stream method copies '
-                                             'in.', recommendation='Leave out --method (stream is the default).')
-    if verify:
-        raise MutuallyExclusiveArgumentError('--online verifies at the cutover, when the source has stopped changing.',
-                                             recommendation='Leave out --verify; `cutover` compares every table.')
 
 
 def _resume_state(work_dir, databases):

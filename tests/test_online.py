@@ -223,10 +223,17 @@ def _rows(pg, table) -> bool:
         return False
 
 
-def _start_online(world, source, target, work_dir):
-    argv = [str(AZ), *run_args(source, target, work_dir, "--online")]
+def _start(world, source, target, work_dir, *extra):
+    argv = [str(AZ), *run_args(source, target, work_dir, "--online", *extra)]
     return subprocess.Popen(argv, env=world.az.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
+
+
+def _online_status(work_dir):
+    try:
+        return json.loads((work_dir / "migration.json").read_text())["result"]["databases"][0]["online"]["status"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
 
 
 def _kill(proc):
@@ -259,7 +266,7 @@ def test_killed_during_the_catch_up_resumes_from_the_same_slot(world, target, tm
         source = logical_source(stack, world, 16, "onlkill")
         target.drop_database(DB)
         with Writer(source) as writer:
-            proc = _start_online(world, source, target, wd)
+            proc = _start(world, source, target, wd)
             stack.callback(proc.kill)
             _until(lambda: _rows(target, "customers"), proc, "the copy of customers", timeout=300)
             holder = target.connect(DB, autocommit=False)   # the row locks last until its rollback
@@ -285,10 +292,60 @@ def test_killed_during_the_copy_starts_the_database_again_with_a_new_slot(world,
         source = logical_source(stack, world, 16, "onlkillcopy")
         target.drop_database(DB)
         with Writer(source) as writer:
-            proc = _start_online(world, source, target, wd)
+            proc = _start(world, source, target, wd)
             stack.callback(proc.kill)
             _until(lambda: _task(wd, "copy") == "running", proc, "the copy")
             first = source.execute("SELECT slot_name FROM pg_replication_slots")[0][0]
             _kill(proc)
             db = _resume_then_cut_over(world, source, target, wd, writer)
         assert db["online"]["slot"] != first and "copy" not in db.get("resumedSteps", [])
+
+
+def test_wait_for_cutover_reports_the_lag_until_another_shell_cuts_over(world, target, tmp_path):
+    wd = tmp_path / "wd"
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onlwait")
+        target.drop_database(DB)
+        with Writer(source):
+            proc = _start(world, source, target, wd, "--wait-for-cutover")
+            stack.callback(proc.kill)
+            _until(lambda: _online_status(wd) == "following", proc, "the target following")
+            time.sleep(6)   # at least one look at the lag and the slot's WAL while waiting
+        assert proc.poll() is None   # still waiting: following is not the end
+        cut = world.az.run(*end_args("cutover", source, target, wd), check=False, timeout=600)
+        assert cut.returncode == 0, cut.stderr[-3000:]
+        out, err = proc.communicate(timeout=60)   # the waiting run sees the cutover within seconds
+        assert proc.returncode == 0, err[-3000:]
+        result = json.loads(out)
+        assert result["status"] == "succeeded" and result["waitForCutover"]["waitedSeconds"] > 5
+        assert result["databases"][0]["online"]["status"] == "cut over"
+        assert "Waiting for the cutover" in err and "of WAL kept on the source" in err
+        nothing_left(source, target)
+
+
+def test_a_slot_over_max_slot_wal_stops_following_and_frees_the_source(world, target, tmp_path):
+    """The target stops applying (a session of the user's holds rows the subscription must update) while the
+    application writes: the WAL the slot keeps grows past --max-slot-wal, the run stops following and removes
+    the slot, and says why; the target keeps what was copied."""
+    wd = tmp_path / "wd"
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onlcap")
+        target.drop_database(DB)
+        with Writer(source):
+            proc = _start(world, source, target, wd, "--wait-for-cutover", "--max-slot-wal", "4MB")
+            stack.callback(proc.kill)
+            _until(lambda: _rows(target, "customers"), proc, "the copy of customers", timeout=300)
+            holder = target.connect(DB, autocommit=False)
+            stack.callback(holder.close)
+            holder.execute("SELECT id FROM customers FOR UPDATE")
+            out, err = proc.communicate(timeout=300)
+            holder.rollback()
+        assert proc.returncode == 1, err[-3000:]
+        result = json.loads(out)
+        db = result["databases"][0]
+        assert result["status"] == "failed" and db["online"]["status"] == "stopped", db
+        assert "more than the limit of 4.0 MB (--max-slot-wal)" in db["online"]["error"]
+        assert "replication slot" in " ".join(db["online"]["removed"])
+        assert "Stopping" in err
+        nothing_left(source, target)
+        assert target.execute("SELECT count(*) FROM orders", dbname=DB)[0][0] > 0   # the copy stays

@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from azext_pgdump.pg import catalog
+from azext_pgdump.pg import catalog, children
 from azext_pgdump.pg.preflight import Check
 from azext_pgdump.pg.sql import user_object
 
@@ -253,13 +253,13 @@ def lag(source, target, database: str, slot: str) -> dict:
     applied (seconds), and the WAL the slot still holds for it (bytes)."""
     with catalog.connect(source, database) as src:
         at = _beat(src)
-        behind = src.execute('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM '
-                             'pg_catalog.pg_replication_slots WHERE slot_name = %s', (slot,)).fetchone()
-        behind = behind[0] if behind else None
+        behind, kept = src.execute(
+            'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), pg_wal_lsn_diff(pg_current_wal_lsn(), '
+            'restart_lsn) FROM pg_catalog.pg_replication_slots WHERE slot_name = %s', (slot,)).fetchone() or (0, 0)
     with catalog.connect(target, database) as tgt:
         applied = _applied(tgt)
     return {'bytes': int(behind or 0), 'seconds': round(max((at - applied).total_seconds(), 0.0), 1),
-            'heartbeat': at.isoformat()}
+            'retainedBytes': int(kept or 0), 'heartbeat': at.isoformat()}
 
 
 def _beat(conn):
@@ -284,6 +284,8 @@ def caught_up(source, target, database: str, timeout: float, say) -> float:
             applied = _applied(tgt)
             if applied >= mark:
                 return round(time.monotonic() - started, 2)
+            if children.stopping():   # the run is stopping (a signal, the slot's WAL limit): no more waiting
+                raise children.Stopped('interrupted')
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f'{database}: the target has not applied the source\'s last changes after '
                                    f'{timeout:.0f} s (it is {(mark - applied).total_seconds():.0f} s behind)')
@@ -324,13 +326,20 @@ def sequences(source, target, database: str) -> int:
     return len(rows)
 
 
-def teardown(source, target, database: str, made: dict) -> list:
+def teardown(source, target, database: str, made: dict, missing_ok: bool = False) -> list:
     """Remove what the online run made, target first (its subscription holds the slot): the subscription, the
     slot, the publication, the role, the heartbeat schema on both sides. What is already gone is skipped, so a
-    cutover or cancel cut short can be run again. Returns what was removed."""
+    cutover or cancel cut short can be run again. `missing_ok`: a target database not made yet (a run stopped
+    early) has nothing of it. Returns what was removed."""
+    try:
+        tgt = catalog.connect(target, database)
+    except catalog.ConnectError:
+        if not missing_ok:
+            raise
+        return teardown_source(source, database, made)
     removed = []
     sub = made['subscription']
-    with catalog.connect(target, database) as tgt:
+    with tgt:
         if _subscription(tgt, sub) is not None:
             ident = sql.Identifier(sub)
             tgt.execute(sql.SQL('ALTER SUBSCRIPTION {} DISABLE').format(ident))

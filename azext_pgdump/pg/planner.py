@@ -258,7 +258,8 @@ def _online_resumed(resume: Resume, name: str, done: set, state) -> set:
     slot (the earlier one is removed first, see run.py)."""
     if state('restore') != run_state.SUCCEEDED:
         return set()
-    return {i for i in done if i.startswith(f'{name}/')} | {f'{name}/{step}' for step in ('drop', 'create', 'footprint')}
+    made = {f'{name}/{step}' for step in ('drop', 'create', 'footprint')}   # the target database is the one to keep
+    return {i for i in done if i.startswith(f'{name}/')} | made
 
 
 def _work_dir(work_dir, reuse, create: bool, dbs=(), method='plain') -> Path:

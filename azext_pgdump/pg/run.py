@@ -11,7 +11,7 @@ from typing import Callable
 import psycopg
 
 from azext_pgdump.pg import (catalog, children, dumpclean, errorlog, footprint, inprocess, interrupts, online, record,
-                             settings, stream)
+                             settings, slot_wal, stream)
 from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.process import Runner, human, size_of
 from azext_pgdump.pg.scheduler import Scheduler
@@ -57,15 +57,23 @@ class _Run:
         self.published = {}   # run --online: database -> what its publish step made
         self.snapshots = Snapshots(plan, verify, self.published)
         self.exits = {}   # database -> exit codes of the restore passes judged with a later one
+        self.guard = slot_wal.Guard(plan.source, plan.opts.max_slot_wal)   # online: the WAL the slots keep
 
     def execute(self) -> dict:
         children.reset()
         self.state.begin()
         jobs = self.plan.opts.jobs
-        scheduler = Scheduler(self.plan.steps, {'source': jobs, 'target': jobs}, self.step, done=self.plan.skip)
+        scheduler = Scheduler(self.plan.steps, {'source': jobs, 'target': jobs}, self.step, done=self.plan.skip,
+                              watch=lambda: self.guard.check({d: m['slot'] for d, m in self.published.items()}))
+        over_limit = None
         try:
             self._tune()   # in the try: a signal while ARM applies a change still gives back what was set
             scheduler.run()
+        except slot_wal.SlotWalLimit as err:   # the children are stopped already (scheduler)
+            over_limit = str(err)
+            self.progress(f'Stopping: {over_limit}. The replication slots are removed to keep the source\'s disk '
+                          'clear.')
+            self.state.stopped_by(over_limit, scheduler.interrupted)
         except (KeyboardInterrupt, SystemExit) as err:
             # Ctrl-C, SIGTERM or SIGHUP: the children are stopped already (scheduler); say where it stopped.
             self.state.interrupted(scheduler.interrupted, signal_name(err))
@@ -75,8 +83,22 @@ class _Run:
         finally:
             self.snapshots.close()
         with shielded():  # a signal now must not cost the target its parameters, or the result its last save
+            if over_limit:
+                self._stop_following(over_limit)
             self._give_back()
             return self.state.finish(self._verified())
+
+    def _stop_following(self, reason: str) -> None:
+        """Over --max-slot-wal: what the online run made is removed (the target keeps what was copied)."""
+        for database, made in self.published.items():
+            try:
+                removed = online.teardown(self.plan.source, self.plan.target, database, made, missing_ok=True)
+            except (psycopg.Error, catalog.ConnectError) as err:
+                self.progress(f'  {database}: could not remove what the online run made ({err}); run '
+                              '`az postgres dumprestore cancel` with this --work-dir')
+                continue
+            self.state.online(database, status='stopped', error=reason, removed=removed)
+            self.progress(f"  {database}: removed {', '.join(removed) or 'nothing'}")
 
     def _tune(self) -> None:
         """The target's parameters for the load, each recorded before it is asked for (see state.SETTINGS_FILE)."""
@@ -161,6 +183,7 @@ class _Run:
             online.caught_up(plan.source, plan.target, database, 60, self.progress)
         except TimeoutError as err:   # still following: the lag below says how far behind
             self.progress(f'  {err}')
+        self.guard.check({database: made['slot']}, now=True)   # the copy's backlog is known now: over the limit, stop
         lag = online.lag(plan.source, plan.target, database, made['slot'])
         self.progress(f'  {database}: the target follows the source, {lag["seconds"]} s and {lag["bytes"]} bytes '
                       'behind; run `az postgres dumprestore cutover` once the application\'s writes have stopped')

@@ -13,8 +13,10 @@ from azext_pgdump.pg import children, interrupts
 
 
 class Scheduler:
-    def __init__(self, steps: list, limits: dict, run_step: Callable, done: Iterable = (), stop_wait: float = 15.0):
+    def __init__(self, steps: list, limits: dict, run_step: Callable, done: Iterable = (), stop_wait: float = 15.0,
+                 watch: Callable = lambda: None):
         self.steps = steps
+        self.watch = watch                # called about once a second; what it raises stops the run like a Ctrl-C
         self.limits = limits              # side -> connections the run may hold there at once (--jobs)
         self.run_step = run_step
         self.ended = set()                # ids: finished now, or (see done) passed over in their turn
@@ -41,6 +43,7 @@ class Scheduler:
                     if not (waiting or self.running):
                         return
                     interrupts.raise_if_pending()   # a Ctrl-C a library swallowed still stops the run
+                    self.watch()
                     self._cond.wait(timeout=1.0)
         except BaseException:
             self._stop()

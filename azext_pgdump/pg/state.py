@@ -171,6 +171,22 @@ class RunState:
             self.stop = {'signal': signal_name, 'steps': [s.id for s in running],
                          'step': {'name': running[0].name, 'database': running[0].database} if running else None}
 
+    def stopped_by(self, reason: str, running_ids: list) -> None:
+        """Stopped on purpose (an online run's slot over --max-slot-wal): failed, with the reason, where it was."""
+        with self.lock:
+            self.error = reason
+            for step_id in running_ids:
+                self.tasks.setdefault(step_id, {})['status'] = FAILED
+            for record in [self.roles, *self.dbs.values()]:
+                if record['status'] in (RUNNING, PENDING) or 'online' in record:
+                    record.update(status=FAILED, error=record.get('error') or reason)
+            self.status = FAILED
+
+    def online(self, database: str, **fields) -> None:
+        """What became of the objects a database's online run made (see pg/online.py)."""
+        with self.lock:
+            self.dbs[database].setdefault('online', {}).update(fields)
+
     def crashed(self, err: BaseException) -> None:
         """An exception nothing expected (a bug): the run failed, and says where."""
         with self.lock:

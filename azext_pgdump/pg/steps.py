@@ -120,6 +120,7 @@ class Options:
     statistics: bool = False       # utilities and target 18+: optimizer statistics travel with the dump
     no_statistics: bool = False    # restore: the dump may carry statistics a target before 18 cannot take
     online: bool = False           # stream: the target then follows the source (logical replication) until cutover
+    max_slot_wal: Optional[int] = None   # online: the WAL a slot may keep on the source before following stops
 
 
 @dataclass
