@@ -112,13 +112,22 @@ examples:
 
 helps['postgres dumprestore cleanup'] = """
 type: command
-short-summary: Remove temporary firewall rules, and give back server parameters, that a killed run left behind.
+short-summary: Remove what a killed run left behind - temporary firewall rules, server parameters, or (--online-leftovers) an online run's slots, subscriptions and the rest.
 long-summary: >
   run, dump and restore open a firewall rule named azext-pgdump-<time>-<random> when a server refuses this
   machine, and remove it when they end, also on error, Ctrl-C and SIGTERM. Only a killed process (kill -9)
   or a lost machine can leave one behind. This command removes those rules, and only those. With --work-dir
   it also marks the manifest of a killed run as interrupted (the steps it was in, each database's status) and
   puts back the server parameters that run set with --tune-target (a value someone else changed since is left).
+
+  With --online-leftovers it looks instead in the catalogs of the servers --source-* and --target-* name (in
+  Azure or not), in every database, for what `run --online` makes: subscriptions, replication slots,
+  publications and logins named azext_pgdump_<8 hex digits>, and the azext_pgdump schema. `cutover` and
+  `cancel` remove them using the run's work dir; after a kill -9 of the run, or with the work dir lost, this
+  finds and removes them without it. A forgotten slot keeps the source's WAL until the disk is full. A
+  migration still copying (its slot active) or following (its subscription enabled, awaiting `cutover`) is not
+  a leftover: it is listed as in use and kept, unless --include-following. Each item says its kind, side,
+  server, database and status (to remove, kept, removed, failed); asks before removing unless --yes.
 examples:
   - name: Remove leftover rules from a Flexible Server.
     text: az postgres dumprestore cleanup -g myresourcegroup -s myflexserver
@@ -130,6 +139,18 @@ examples:
     text: >
       az postgres dumprestore cleanup -o table --ids
       /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/myresourcegroup/providers/Microsoft.DBforPostgreSQL/flexibleServers/myflexserver
+  - name: List what online runs left on both servers, and what a migration still uses, without removing anything.
+    text: >
+      az postgres dumprestore cleanup --online-leftovers -g myresourcegroup --source-server old
+      --target-server new --dry-run -o table
+  - name: Remove it without asking (a source outside Azure, given by host).
+    text: >
+      az postgres dumprestore cleanup --online-leftovers --source-host 10.0.0.4 --source-admin-user postgres
+      -g myresourcegroup --target-server new --yes
+  - name: A `run --online` whose work dir is lost cannot be cancelled; remove what it made, followed or not.
+    text: >
+      az postgres dumprestore cleanup --online-leftovers -g myresourcegroup --source-server old
+      --target-server new --include-following
 """
 
 helps['postgres dumprestore show-commands'] = """

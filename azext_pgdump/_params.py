@@ -64,6 +64,32 @@ def load_arguments(self, _):
         c.argument('work_dir', options_list=['--work-dir'],
                    help='Also the work dir of a run that was killed: its manifest, still saying "running", is '
                         'rewritten as interrupted (what --resume and restore read it as anyway).')
+        c.argument('online_leftovers', options_list=['--online-leftovers'], arg_type=flag,
+                   help='Instead of firewall rules: find on the servers named by --source-* and --target-* what '
+                        '`run --online` makes (subscriptions, replication slots, publications and logins named '
+                        'azext_pgdump_<8 hex digits>, the azext_pgdump schema) in every database, and remove what '
+                        'no migration uses (asks first unless --yes), without the work dir. A migration still '
+                        'copying (its slot active) or following (its subscription enabled) is listed and kept.')
+        c.argument('include_following', options_list=['--include-following'], arg_type=flag,
+                   help='With --online-leftovers: also remove the objects of migrations that are copying or '
+                        'following, for a `run --online` whose work dir is lost (`cancel` needs it). Its target '
+                        'stops following; the source is left as it was before the run.')
+        c.argument('dry_run', options_list=['--dry-run'], arg_type=flag,
+                   help='With --online-leftovers: list what would be removed and what is kept, change nothing.')
+        c.argument('yes', options_list=['--yes', '-y'], arg_type=flag,
+                   help='Do not ask for confirmation (removing online leftovers, creating a firewall rule).')
+        for side in ('source', 'target'):
+            _side_arguments(c, side, get_enum_type)
+        c.argument('ssl_root_cert', options_list=['--ssl-root-cert'],
+                   help='CA certificate file for --*-ssl-mode verify-ca/verify-full.')
+        c.argument('timeout', options_list=['--timeout'], type=int,
+                   help='Seconds to wait on a server that stops answering, or on a lock. Default: 600.')
+        c.argument('firewall_rule', options_list=['--firewall-rule'], arg_type=get_enum_type(['auto', 'none']),
+                   default='auto', help='With --online-leftovers: auto opens a temporary firewall rule for this '
+                                        'machine when a server refuses it (asks first unless --yes); none never does.')
+        c.argument('client_ip', options_list=['--client-ip'],
+                   help='The public IPv4 address the servers see for this machine. Default: read from the '
+                        'server\'s refusal.')
 
     with self.argument_context('postgres dumprestore clean-roles') as c:
         c.argument('input_file', options_list=['--input'], help='The file pg_dumpall --roles-only wrote.')

@@ -35,3 +35,29 @@ def validate_server_reference(cmd, namespace):  # pylint: disable=unused-argumen
         raise RequiredArgumentMissingError(
             f"A resource group is required for server '{namespace.server_name}'.",
             recommendation='Pass --resource-group RG, or set a default with `az config set defaults.group=RG`.')
+
+
+def validate_cleanup(cmd, namespace):
+    """Two modes: a server's firewall rules (and a killed run's parameters) through ARM, named by --server-name or
+    --ids; or, with --online-leftovers, what online runs left in two servers' catalogs, named by --source-* and
+    --target-* (a server outside Azure too). An option of the other mode would silently do nothing: refused."""
+    if not namespace.online_leftovers:
+        stray = [option for option, value in (
+            ('--include-following', namespace.include_following), ('--dry-run', namespace.dry_run),
+            ('--source-server', namespace.source_server), ('--source-host', namespace.source_host),
+            ('--target-server', namespace.target_server), ('--target-host', namespace.target_host)) if value]
+        if stray:
+            raise RequiredArgumentMissingError(
+                f"{', '.join(stray)} only work with --online-leftovers.",
+                recommendation='Add --online-leftovers to find what online runs left on --source-* and --target-*.')
+        validate_server_reference(cmd, namespace)
+        return
+    stray = [option for option, value in (('--server-name', namespace.server_name), ('--ids', namespace.ids),
+                                          ('--work-dir', namespace.work_dir), ('--older-than', namespace.older_than))
+             if value]
+    if stray:
+        raise MutuallyExclusiveArgumentError(
+            f"--online-leftovers looks in the servers --source-* and --target-* name; {', '.join(stray)} "
+            'are for the firewall rules and parameters of one server.',
+            recommendation='Run cleanup twice: with --online-leftovers and --source-*/--target-*, and with '
+                           '--server-name or --ids for the firewall rules.')

@@ -1,5 +1,5 @@
 """The command table of `az postgres dumprestore`. Only verbs that work are registered."""
-from azext_pgdump._validators import validate_server_reference
+from azext_pgdump._validators import validate_cleanup, validate_server_reference
 
 
 def _databases_table(result):
@@ -41,7 +41,7 @@ def load_command_table(self, _):
         g.custom_command('run', 'migrate', table_transformer=_migration_table)
         g.custom_command('dump', 'dump', table_transformer=_migration_table)
         g.custom_command('restore', 'restore', table_transformer=_migration_table)
-        g.custom_command('cleanup', 'cleanup', validator=validate_server_reference)
+        g.custom_command('cleanup', 'cleanup', validator=validate_cleanup)
         g.custom_command('show-commands', 'show_commands')
         g.custom_command('clean-roles', 'clean_roles')
         g.custom_command('clean-dump', 'clean_dump')

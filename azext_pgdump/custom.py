@@ -17,6 +17,7 @@ from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg import (catalog, dumpclean, inprocess, install, locales, online_end, planner, preflight,
                              progress, render, run, workdir)
+from azext_pgdump.pg import online_leftovers as leftovers
 from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.steps import Options, files_for
@@ -93,11 +94,7 @@ def _fail_after_output(cmd, result):
     if result.get('status') not in ('failed', 'interrupted'):
         return
     code = _interrupted_code(result)
-
-    def exit_failed(_cli, **_):
-        raise SystemExit(code)
-    from knack.events import EVENT_CLI_SUCCESSFUL_EXECUTE
-    cmd.cli_ctx.register_event(EVENT_CLI_SUCCESSFUL_EXECUTE, exit_failed)
+    _exit_after_output(cmd, code)
     failed = [d['name'] for d in result.get('databases', []) if d.get('status') == 'failed']
     if code != 1:
         _log_interrupted(result)
@@ -112,6 +109,14 @@ def _fail_after_output(cmd, result):
         _log_failures(result, failed)
     else:
         logger.error('The target differs from the source in %s.', ', '.join(failed))
+
+
+def _exit_after_output(cmd, code: int) -> None:
+    """Exit with `code` once az has printed the result."""
+    def exit_failed(_cli, **_):
+        raise SystemExit(code)
+    from knack.events import EVENT_CLI_SUCCESSFUL_EXECUTE
+    cmd.cli_ctx.register_event(EVENT_CLI_SUCCESSFUL_EXECUTE, exit_failed)
 
 
 def _interrupted_code(result) -> int:
@@ -303,9 +308,19 @@ def restore(cmd, resource_group_name=None, work_dir=None, dump_file=None, target
 
 
 def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto', ids=None, older_than=0,
-            work_dir=None):
+            work_dir=None, online_leftovers=False, include_following=False, dry_run=False, yes=False,
+            ssl_root_cert=None, timeout=None, source_admin_password=None, target_admin_password=None,
+            firewall_rule='auto', client_ip=None, source_server=None, source_resource_group=None,
+            source_server_type='auto', source_host=None, source_port=None, source_admin_user=None,
+            source_ssl_mode='require', source_auth_type='password', target_server=None, target_resource_group=None,
+            target_server_type='auto', target_host=None, target_port=None, target_admin_user=None,
+            target_ssl_mode='require', target_auth_type='password'):
     """Remove the temporary firewall rules a killed run left behind (rules this tool did not create stay); with
-    --work-dir, also give back the parameters that run set for its load."""
+    --work-dir, also give back the parameters that run set for its load. With --online-leftovers instead: what
+    online runs left on the two servers (the validator keeps the two modes apart)."""
+    # pylint: disable=too-many-arguments,too-many-locals,unused-argument
+    if online_leftovers:
+        return _online_leftovers(cmd, locals())
     if work_dir:
         _mark_killed_run(Path(work_dir))
     server = servers.get_server(cmd.cli_ctx, _server_ref(resource_group_name, server_name, server_type, ids))
@@ -320,6 +335,57 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
                             'status': change['status'], 'value': change.get('now') or change['was'],
                             **({'error': change['error']} if 'error' in change else {})})
     return removed
+
+
+def _online_leftovers(cmd, kw) -> list:
+    """Find by name what online runs left on both servers; remove it (asked first unless --yes) but what a
+    migration still uses, unless --include-following."""
+    say = _progress(cmd)
+    with sigterm_as_exit(), ExitStack() as stack:
+        source, _ = reach_side(cmd, stack, kw, 'source')
+        target, _ = reach_side(cmd, stack, kw, 'target')
+        try:
+            items = leftovers.decide(leftovers.find(source, target), bool(kw['include_following']))
+            doomed = [i for i in items if i['status'] == 'to remove']
+            _say_kept(say, items)
+            if kw['dry_run'] or not doomed:
+                say(f"{len(doomed)} objects would be removed." if doomed else 'No online leftovers to remove.')
+                return items
+            from azure.cli.core.util import user_confirmation
+            user_confirmation(f'Remove {len(doomed)} objects that online runs left: {_listing(doomed)}?',
+                              yes=kw['yes'])
+            leftovers.remove(source, target, items)
+        except catalog.ConnectError as err:
+            raise AzureConnectionError(str(err), recommendation='Check that the login may connect to every '
+                                                                'database of both servers.') from err
+        except psycopg.Error as err:
+            raise ValidationError(f'Could not read what online runs left: {err}', recommendation='Use the '
+                                  'administrator login of each server, the one `run --online` used.') from err
+    _report_removal(cmd, say, items)
+    return items
+
+
+def _report_removal(cmd, say, items) -> None:
+    """A removal that failed is logged with its error and fails the command, after the list is printed."""
+    failed = [i for i in items if i['status'] == 'failed']
+    say(f"Removed {sum(i['status'] == 'removed' for i in items)} objects.")
+    for item in failed:
+        logger.error('%s %s on %s could not be removed: %s', item['kind'], item['name'], item['server'],
+                     item['error'])
+    if failed:
+        _exit_after_output(cmd, 1)
+
+
+def _listing(items) -> str:
+    return ', '.join(f"{i['kind']} {i['name']} ({i['side']}{', ' + i['database'] if i['database'] else ''})"
+                     for i in items)
+
+
+def _say_kept(say, items) -> None:
+    kept = [i for i in items if i['status'] == 'kept']
+    if kept:
+        say(f'Kept, in use by a migration that is copying or following (end it with `cutover` or `cancel` and its '
+            f'--work-dir; if the work dir is lost, --include-following removes it too): {_listing(kept)}')
 
 
 def _mark_killed_run(work_dir: Path) -> None:

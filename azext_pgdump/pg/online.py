@@ -341,10 +341,7 @@ def teardown(source, target, database: str, made: dict, missing_ok: bool = False
     sub = made['subscription']
     with tgt:
         if _subscription(tgt, sub) is not None:
-            ident = sql.Identifier(sub)
-            tgt.execute(sql.SQL('ALTER SUBSCRIPTION {} DISABLE').format(ident))
-            tgt.execute(sql.SQL('ALTER SUBSCRIPTION {} SET (slot_name = NONE)').format(ident))
-            tgt.execute(sql.SQL('DROP SUBSCRIPTION {}').format(ident))
+            drop_subscription(tgt, sub)
             removed.append(f'subscription {sub}')
         tgt.execute(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(SCHEMA)))
     return removed + teardown_source(source, database, made)
@@ -354,18 +351,28 @@ def teardown_source(source, database: str, made: dict) -> list:
     """The source's half of teardown: the slot, the publication, the heartbeat schema, the run's role."""
     removed = []
     with catalog.connect(source, database) as src:
-        _drop_slot(src, made['slot'], removed)
+        if drop_slot(src, made['slot']):
+            removed.append(f"replication slot {made['slot']}")
         src.execute(sql.SQL('DROP PUBLICATION IF EXISTS {}').format(sql.Identifier(made['publication'])))
         src.execute(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(SCHEMA)))
         if made.get('role') and src.execute('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s',
                                             (made['role'],)).fetchone():
-            _revoke_all(src, made['role'])
+            revoke_all(src, made['role'])
             src.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(made['role'])))
             removed.append(f"role {made['role']}")
     return removed
 
 
-def _revoke_all(conn, role: str) -> None:
+def drop_subscription(conn, name: str) -> None:
+    """In the subscription's database. Without its slot (slot_name = NONE): dropping the slot is the source's
+    side, and a source that cannot be reached then does not keep the subscription."""
+    ident = sql.Identifier(name)
+    conn.execute(sql.SQL('ALTER SUBSCRIPTION {} DISABLE').format(ident))
+    conn.execute(sql.SQL('ALTER SUBSCRIPTION {} SET (slot_name = NONE)').format(ident))
+    conn.execute(sql.SQL('DROP SUBSCRIPTION {}').format(ident))
+
+
+def revoke_all(conn, role: str) -> None:
     """What login_for_subscription granted. Not DROP OWNED BY: on 16+ the admin that made a role may drop it,
     but may act as it (DROP OWNED) only if it is also a member."""
     granted = conn.execute(
@@ -377,16 +384,16 @@ def _revoke_all(conn, role: str) -> None:
         conn.execute(sql.SQL('REVOKE ALL ON {} {} FROM {}').format(sql.SQL(kind), sql.SQL(name), sql.Identifier(role)))
 
 
-def _drop_slot(conn, slot: str, removed: list) -> None:
-    """The subscription's WAL sender lets the slot go a moment after the subscription is disabled."""
+def drop_slot(conn, slot: str) -> bool:
+    """In the slot's database (a logical slot is dropped there). The subscription's WAL sender lets the slot go
+    a moment after the subscription is disabled. False when there was no such slot."""
     deadline = time.monotonic() + 30
     while True:
         row = conn.execute('SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s',
                            (slot,)).fetchone()
         if row is None:
-            return
+            return False
         if not row[0] or time.monotonic() > deadline:
             conn.execute('SELECT pg_catalog.pg_drop_replication_slot(%s)', (slot,))
-            removed.append(f'replication slot {slot}')
-            return
+            return True
         time.sleep(0.2)
