@@ -285,18 +285,30 @@ examples:
 
 helps['postgres dumprestore cutover'] = """
 type: command
-short-summary: End a `run --online`: the target catches up, takes the sequences' values, stops following, and is compared.
+short-summary: End a `run --online`; the target catches up, takes the sequences' values, stops following, and is compared.
 long-summary: >
   Stop the application's writes to the source first. For each database that follows its source: waits until the
   target has applied a heartbeat written on the source now (so everything committed before it), sets every
   sequence on the target to the source's value (logical replication does not carry them), removes the
   subscription, the replication slot, the publication and the run's role, then compares every table of source
   and target by checksum. Exits non-zero when a database differs. Point the application at the target after it.
+  With --block-writes the command stops the application's writes itself, before it waits: it takes the write
+  privileges (INSERT, UPDATE, DELETE, TRUNCATE, and column INSERT and UPDATE) that the tables' owners granted to
+  other roles and PUBLIC on the published tables of the source, records them in the work dir first, and waits
+  for the transactions already writing to those tables to end. A table's owner (and members of the owning role)
+  and superusers still may write: the result lists them (writeBlock.stillMayWrite); stop those yourself. If the
+  cutover is refused or fails, the privileges are given back before it returns; after a cutover they stay taken
+  on the source (the application writes to the target now) and the result gives the GRANT statements that give
+  them back (writeBlock.giveBack). After a killed cutover, `cancel` gives them back.
 examples:
   - name: Cut over after the application stopped writing.
     text: >
       az postgres dumprestore cutover -g myresourcegroup --source-server old --target-server new
       --work-dir ./pgdump-20261201-101500
+  - name: Cut over, taking the application roles' write privileges on the source first.
+    text: >
+      az postgres dumprestore cutover -g myresourcegroup --source-server old --target-server new
+      --work-dir ./pgdump-20261201-101500 --block-writes
 """
 
 helps['postgres dumprestore cancel'] = """
@@ -305,7 +317,8 @@ short-summary: Stop a `run --online` without cutting over; the source is left as
 long-summary: >
   Removes the subscription on the target, and the replication slot, the publication, the heartbeat schema and
   the run's role on the source. The target databases keep what was copied (drop them, or run again with
-  --if-exists drop).
+  --if-exists drop). Write privileges a `cutover --block-writes` took and did not give back (it
+  was killed) are given back first.
 examples:
   - name: Give up an online migration.
     text: >

@@ -165,6 +165,13 @@ def load_arguments(self, _):
             if verb == 'cutover':
                 c.argument('catch_up_timeout', options_list=['--catch-up-timeout'], type=int,
                            help='Seconds to wait for the target to apply what the source committed. Default: 600.')
+                c.argument('block_writes', options_list=['--block-writes'], arg_type=flag,
+                           help='Before waiting for the target, take the write privileges (INSERT, UPDATE, DELETE, '
+                                'TRUNCATE) the tables\' owners granted to other roles on the published tables of '
+                                'the source, and wait for the transactions writing to them to end. Given back if '
+                                'the cutover is refused or fails (and by `cancel` after a killed cutover); kept '
+                                'after a cutover, with the GRANT statements that give them back. Owners and '
+                                'superusers keep writing: the result lists them (stillMayWrite).')
             if verb in ('run', 'restore', 'show-commands', 'check'):
                 c.argument('locale_map', nargs='+', options_list=['--locale-map'],
                            help='OLD=NEW pairs: create databases whose locale is OLD with NEW. Windows names such '

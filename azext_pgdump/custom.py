@@ -581,7 +581,7 @@ def cutover(cmd, work_dir, resource_group_name=None, jobs=None, ssl_root_cert=No
             source_host=None, source_port=None, source_admin_user=None, source_ssl_mode='require',
             source_auth_type='password', target_server=None, target_resource_group=None, target_server_type='auto',
             target_host=None, target_port=None, target_admin_user=None, target_ssl_mode='require',
-            target_auth_type='password'):
+            target_auth_type='password', block_writes=False):
     """With the application's writes stopped: the target applies the rest, its sequences take the source's
     values, what the online run made is removed, and every table is compared by checksum."""
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
@@ -591,7 +591,7 @@ def cutover(cmd, work_dir, resource_group_name=None, jobs=None, ssl_root_cert=No
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, _ = reach_side(cmd, stack, kw, 'target')
         result = online_end.cutover(source, target, Path(work_dir), following, float(catch_up_timeout or 600),
-                                    _jobs(jobs), _progress(cmd))
+                                    _jobs(jobs), _progress(cmd), block_writes=bool(block_writes))
     _fail_after_output(cmd, result)
     return result
 

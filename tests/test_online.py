@@ -20,7 +20,7 @@ from tests.infra.azcli import AZ
 from tests.infra.locales import FLEXIBLE_LOCALE
 from tests.infra.pgbin import bindir
 from tests.infra.pgserver import PgServer, flexible_server
-from tests.migration_helpers import assert_same, az_python
+from tests.migration_helpers import assert_same, az_python, table_counts
 
 DB = "shopdb"
 SCHEMA = """
@@ -115,8 +115,8 @@ def run_args(source, target, work_dir, *extra):
             "--pg-bin-dir", str(bindir(18)), "-o", "json", *extra]
 
 
-def end_args(verb, source, target, work_dir):
-    return ["postgres", "dumprestore", verb, "--work-dir", str(work_dir),
+def end_args(verb, source, target, work_dir, *extra):
+    return ["postgres", "dumprestore", verb, "--work-dir", str(work_dir), *extra,
             "--source-host", source.host, "--source-port", str(source.port), "--source-admin-user", source.admin,
             "--source-admin-password", source.admin_password, "--target-host", target.host, "--target-port",
             str(target.port), "--target-admin-user", target.admin, "--target-admin-password", target.admin_password,
@@ -349,3 +349,158 @@ def test_a_slot_over_max_slot_wal_stops_following_and_frees_the_source(world, ta
         assert "Stopping" in err
         nothing_left(source, target)
         assert target.execute("SELECT count(*) FROM orders", dbname=DB)[0][0] > 0   # the copy stays
+
+
+# ----- cutover --block-writes -----------------------------------------------------------------------------------
+
+APP_PASSWORD = "app-pw-2026"
+# The application logs in as `app`, which owns nothing: the admin (the migration's login) owns the tables and
+# granted it what it writes with; a column grant, a grant with GRANT OPTION and one to PUBLIC, each kind the
+# block takes and gives back.
+APP_GRANTS = f"""
+CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}';
+CREATE ROLE clerk LOGIN PASSWORD '{APP_PASSWORD}';
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app;
+GRANT UPDATE (notes) ON customers TO clerk;
+GRANT TRUNCATE ON history TO clerk WITH GRANT OPTION;
+GRANT INSERT ON history TO PUBLIC;
+"""
+# Every grant on the database's tables and columns, as a set: what "given back exactly" compares.
+ACL = """
+SELECT c.relname, NULL, a.grantor::regrole::text, a.grantee::regrole::text, a.privilege_type, a.is_grantable
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a WHERE n.nspname = 'public'
+UNION ALL
+SELECT c.relname, t.attname, a.grantor::regrole::text, a.grantee::regrole::text, a.privilege_type, a.is_grantable
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute t ON t.attrelid = c.oid,
+     aclexplode(t.attacl) a WHERE n.nspname = 'public'"""
+
+
+def with_application(source):
+    """The application's roles on the source (cluster-wide, made after the copy: the target does not need them)."""
+    with source.connect(DB, superuser=False) as conn:
+        conn.execute(APP_GRANTS)
+    return acl(source)
+
+
+def acl(source) -> set:
+    """Less the run's own login's SELECT, which the cutover or cancel drops with it."""
+    return {row for row in source.execute(ACL, dbname=DB) if not row[3].startswith("azext_pgdump")}
+
+
+def app_may_insert(source) -> bool:
+    return source.execute("SELECT has_table_privilege('app', 'public.orders', 'INSERT')", dbname=DB)[0][0]
+
+
+class AppWriter:
+    """The application as `app`: keeps writing; counts the transactions that committed and those refused for want
+    of a privilege, and whether any committed after the first refusal."""
+
+    def __init__(self, pg):
+        self.pg, self.stop = pg, threading.Event()
+        self.committed, self.denied, self.after_denied, self.error = 0, 0, 0, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+    def _run(self):
+        rnd = random.Random(11)
+        try:
+            with psycopg.connect(**{**self.pg.conninfo(DB, False), "user": "app", "password": APP_PASSWORD},
+                                 autocommit=True) as conn:
+                while not self.stop.is_set():
+                    self._one(conn, rnd)
+                    time.sleep(0.005)
+        except psycopg.Error as err:  # pragma: no cover - asserted by the test
+            self.error = err
+
+    def _one(self, conn, rnd):
+        try:
+            with conn.transaction():
+                conn.execute("INSERT INTO orders (customer, amount) VALUES (%s, %s)", (rnd.randint(1, 500), 5))
+                conn.execute("UPDATE customers SET name = name || '.' WHERE id = %s", (rnd.randint(1, 500),))
+                conn.execute("DELETE FROM orders WHERE id = %s", (rnd.randint(1, 20000),))
+                conn.execute("INSERT INTO events VALUES (%s, DATE '2026-03-01', 'app')", (500000 + self.committed,))
+        except psycopg.errors.InsufficientPrivilege:
+            self.denied += 1
+            return
+        self.committed += 1
+        if self.denied:
+            self.after_denied += 1
+
+
+def test_block_writes_stops_the_application_then_cuts_over(world, target, tmp_path):
+    with ExitStack() as stack:
+        source = following(stack, world, target, tmp_path, "onlblock")
+        before = with_application(source)
+        with AppWriter(source) as app:
+            time.sleep(1)
+            assert app.committed > 0 and app.denied == 0, app.error
+            cut = world.az.run(*end_args("cutover", source, target, tmp_path / "wd", "--block-writes"),
+                               check=False, timeout=600)
+            time.sleep(0.5)
+        assert app.error is None, app.error
+        assert cut.returncode == 0, cut.stderr
+        entry = json.loads(cut.stdout)["databases"][0]
+        assert entry["status"] == "passed" and entry["verify"]["status"] == "passed", entry
+        assert app.denied > 0 and app.after_denied == 0   # refused from the block on, never let through again
+        assert table_counts(target, DB) == table_counts(source, DB)
+        nothing_left(source, target)
+        block = entry["writeBlock"]
+        assert block["status"] == "kept"
+        taken = {(g["table"], g["column"], g["grantee"], g["privilege"]) for g in block["revoked"]}
+        assert {("public.orders", None, "app", "INSERT"), ("public.events_a", None, "app", "UPDATE"),
+                ("public.customers", "notes", "clerk", "UPDATE"), ("public.history", None, "clerk", "TRUNCATE"),
+                ("public.history", None, None, "INSERT")} <= taken
+        assert not any(g["privilege"] == "SELECT" for g in block["revoked"])
+        still = {s["role"]: s["why"] for s in block["stillMayWrite"]}
+        assert still[source.admin] == "owner, or member of the owner" and still[source.bootstrap] == "superuser"
+        assert "app" not in still and "clerk" not in still
+        assert not app_may_insert(source)   # the privileges stay taken after the cutover
+        assert source.execute("SELECT has_table_privilege('app', 'public.orders', 'SELECT')", dbname=DB)[0][0]
+        manifest = json.loads((tmp_path / "wd" / "migration.json").read_text())
+        assert manifest["result"]["databases"][0]["online"]["writeBlock"]["status"] == "kept"
+        with source.connect(DB, superuser=False) as conn:   # the statements the result gives put back every grant
+            for statement in block["giveBack"]:
+                conn.execute(statement)
+        assert acl(source) == before
+
+
+def test_block_writes_given_back_when_the_cutover_fails_or_is_killed(world, target, tmp_path):
+    with ExitStack() as stack:
+        source = following(stack, world, target, tmp_path, "onlunblock")
+        before = with_application(source)
+        target.execute("ALTER SUBSCRIPTION " + target.execute("SELECT subname FROM pg_subscription")[0][0] +
+                       " DISABLE", dbname=DB)   # the target stops applying: no catch-up comes
+        failed = world.az.run(*end_args("cutover", source, target, tmp_path / "wd", "--block-writes",
+                                        "--catch-up-timeout", "3"), check=False, timeout=300)
+        assert failed.returncode == 1 and "has not applied the source's last changes" in failed.stderr
+        entry = json.loads(failed.stdout)["databases"][0]
+        assert entry["writeBlock"]["status"] == "given back" and entry["writeBlock"]["notGivenBack"] == []
+        assert acl(source) == before   # exactly as it was
+        assert target.execute("SELECT count(*) FROM pg_subscription")[0][0] == 1   # still a following target
+
+        killed = subprocess.Popen([str(AZ), *end_args("cutover", source, target, tmp_path / "wd", "--block-writes")],
+                                  env=world.az.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while app_may_insert(source):
+                assert time.monotonic() < deadline and killed.poll() is None
+                time.sleep(0.2)
+        finally:
+            killed.kill()   # SIGKILL: no chance to give anything back
+            killed.wait()
+        assert acl(source) < before
+        manifest = json.loads((tmp_path / "wd" / "migration.json").read_text())
+        assert manifest["result"]["databases"][0]["online"]["writeBlock"]["status"] in ("revoking", "revoked")
+
+        out = world.az.json(*end_args("cancel", source, target, tmp_path / "wd")[:-2])
+        assert out["status"] == "succeeded" and out["databases"][0]["writeBlock"]["notGivenBack"] == []
+        assert acl(source) == before
+        nothing_left(source, target)

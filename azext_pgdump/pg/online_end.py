@@ -1,11 +1,13 @@
 """How an online run ends, on its work dir: `cutover` (the target has applied everything the source committed,
-takes the sequences' values, stops following; then every table is compared by checksum) or `cancel` (it stops
-following; the source is left as it was before the run)."""
+takes the sequences' values, stops following; then every table is compared by checksum; with --block-writes the
+application's roles lose their write privileges on the source first, see write_block.py) or `cancel` (it stops
+following; the source is left as it was before the run, privileges a killed --block-writes cutover took given
+back)."""
 import time
 
 import psycopg
 
-from azext_pgdump.pg import catalog, online, slot_wal
+from azext_pgdump.pg import catalog, online, slot_wal, write_block
 from azext_pgdump.pg.process import human
 from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.verify import verify as verify_databases
@@ -18,30 +20,18 @@ def following(work_dir, statuses=('following',)) -> list:
             if d.get('online', {}).get('status') in statuses]
 
 
-def cutover(source, target, work_dir, databases: list, timeout: float, jobs: int, say) -> dict:
-    out = []
+def cutover(source, target, work_dir, databases: list, timeout: float, jobs: int, say,
+            block_writes: bool = False) -> dict:
+    out, blocks = [], {}
     for name, made in databases:
-        say(f'Cutting {name} over: waiting for the target to apply the source\'s last changes...')
-        entry = {'name': name}
+        blocks[name] = write_block.pending(made)   # taken by a cutover that was killed: given back or kept below
         try:
-            changed = online.schema_changes(source, target, name)
-            if changed:   # refused before anything is removed: the target still follows
-                out.append(dict(entry, status='failed', error='the schema changed on one side since the copy '
-                                '(logical replication does not carry DDL): ' + '; '.join(changed[:10]) +
-                                '. Make the same change on the other side, then cut over again.'))
-                say(f'  {name}: REFUSED: the schema changed since the copy')
-                continue
-            entry['caughtUpSeconds'] = online.caught_up(source, target, name, timeout, say)
-            entry['sequences'] = online.sequences(source, target, name)
-            entry['removed'] = online.teardown(source, target, name, made)
-        except (TimeoutError, psycopg.Error, catalog.ConnectError) as err:
-            out.append(dict(entry, status='failed', error=str(err).strip()))
-            say(f'  {name}: FAILED: {err}')
-            continue
-        run_state.online_status(work_dir, name, 'cut over')
-        say(f"  {name}: caught up in {entry['caughtUpSeconds']} s, {entry['sequences']} sequences set, "
-            f"removed {', '.join(entry['removed']) or 'nothing'}")
-        out.append(entry)
+            out.append(_cut_over(source, target, work_dir, name, made, timeout, block_writes, blocks, say))
+        except BaseException:   # stopped (a signal): the application must not stay blocked
+            _end_block(source, work_dir, {'name': name, 'status': 'failed'}, blocks[name], say)
+            raise
+        if out[-1].get('status') == 'failed':   # at once: the application writes again while the rest goes on
+            _end_block(source, work_dir, out[-1], blocks[name], say)
     cut = [e['name'] for e in out if 'error' not in e]
     say(f"Comparing every table of {', '.join(cut)} by checksum..." if cut else 'Nothing was cut over.')
     checked = verify_databases(source, target, cut, True, jobs) if cut else {'status': 'passed', 'databases': []}
@@ -50,22 +40,89 @@ def cutover(source, target, work_dir, databases: list, timeout: float, jobs: int
         if entry['name'] in verdicts:
             entry['verify'] = verdicts[entry['name']]
             entry['status'] = verdicts[entry['name']]['status']
+            _end_block(source, work_dir, entry, blocks[entry['name']], say)
     failed = any(e['status'] == 'failed' for e in out)
     return {'status': 'failed' if failed else 'succeeded', 'mode': 'cutover', 'workDir': str(work_dir),
             'databases': out}
 
 
+def _cut_over(source, target, work_dir, name, made, timeout, block_writes, blocks, say) -> dict:
+    """One database: refused while the schemas differ; else (writes blocked first, when asked) caught up,
+    sequences set, what the run made removed. `blocks[name]`: the grants taken, as soon as they are."""
+    say(f'Cutting {name} over: waiting for the target to apply the source\'s last changes...')
+    entry = {'name': name}
+    try:
+        changed = online.schema_changes(source, target, name)
+        if changed:   # refused before anything is removed: the target still follows
+            say(f'  {name}: REFUSED: the schema changed since the copy')
+            return dict(entry, status='failed', error='the schema changed on one side since the copy '
+                        '(logical replication does not carry DDL): ' + '; '.join(changed[:10]) +
+                        '. Make the same change on the other side, then cut over again.')
+        if block_writes:
+            entry['writeBlock'] = _block(source, work_dir, name, made, blocks, say)
+        entry['caughtUpSeconds'] = online.caught_up(source, target, name, timeout, say)
+        entry['sequences'] = online.sequences(source, target, name)
+        entry['removed'] = online.teardown(source, target, name, made)
+    except (TimeoutError, psycopg.Error, catalog.ConnectError) as err:
+        say(f'  {name}: FAILED: {err}')
+        return dict(entry, status='failed', error=str(err).strip())
+    run_state.online_status(work_dir, name, 'cut over')
+    say(f"  {name}: caught up in {entry['caughtUpSeconds']} s, {entry['sequences']} sequences set, "
+        f"removed {', '.join(entry['removed']) or 'nothing'}")
+    return entry
+
+
+def _block(source, work_dir, name, made, blocks, say) -> dict:
+    say(f'  {name}: taking the application roles\' write privileges on the source...')
+    blocks[name] = write_block.record(source, work_dir, name, made)   # in the manifest before any REVOKE
+    taken = write_block.take(source, work_dir, name, made, blocks[name])
+    still = ', '.join(f"{s['role']} ({s['why']})" for s in taken['stillMayWrite']) or 'nobody'
+    say(f"  {name}: {len(taken['revoked'])} write privileges taken; still may write: {still}")
+    return taken
+
+
+def _end_block(source, work_dir, entry: dict, grants: list, say) -> None:
+    """A database that failed gives the application its privileges back; one cut over keeps them taken (the
+    application writes to the target now) and says how to give them back by hand."""
+    if not grants:
+        return
+    name, block = entry['name'], entry.setdefault('writeBlock', {'revoked': grants})
+    if block.get('status'):
+        return   # ended already
+    try:
+        if entry['status'] == 'failed':
+            block['notGivenBack'] = write_block.give_back(source, work_dir, name, grants)
+            block['status'] = 'given back'
+            say(f'  {name}: the write privileges are given back on the source')
+            return
+        write_block.keep(work_dir, name, grants)
+        block.setdefault('giveBack', write_block.statements(source, name, grants))
+        block['status'] = 'kept'
+        say(f'  {name}: the write privileges stay taken on the source; to give them back: '
+            + ' '.join(block['giveBack']))
+    except (psycopg.Error, catalog.ConnectError) as err:
+        block.update(status='give-back failed', error=str(err).strip())
+        say(f'  {name}: could not give the write privileges back ({err}); grant them again by hand: '
+            + ' '.join(block.get('giveBack', [])))
+
+
 def cancel(source, target, work_dir, databases: list, say) -> dict:
     out = []
     for name, made in databases:
+        entry = {'name': name}
         try:
+            given = write_block.pending(made)   # a `--block-writes` cutover that was killed took them
+            if given:
+                entry['writeBlock'] = {'givenBack': given,
+                                       'notGivenBack': write_block.give_back(source, work_dir, name, given)}
+                say(f'  {name}: gave back {len(given)} write privileges a killed `cutover --block-writes` took')
             removed = online.teardown(source, target, name, made)
         except (psycopg.Error, catalog.ConnectError) as err:
-            out.append({'name': name, 'status': 'failed', 'error': str(err).strip()})
+            out.append(dict(entry, status='failed', error=str(err).strip()))
             continue
         run_state.online_status(work_dir, name, 'cancelled')
         say(f"  {name}: removed {', '.join(removed) or 'nothing'}; the target keeps what was copied")
-        out.append({'name': name, 'status': 'cancelled', 'removed': removed})
+        out.append(dict(entry, status='cancelled', removed=removed))
     return {'status': 'failed' if any(e['status'] == 'failed' for e in out) else 'succeeded', 'mode': 'cancel',
             'workDir': str(work_dir), 'databases': out}
 

@@ -356,3 +356,14 @@ def online_status(path: Path, database: str, status: str, **details) -> None:
         if record.get('name') == database and 'online' in record:
             record['online'].update(details, status=status)
     write_manifest(path, data)
+
+
+def online_write_block(path: Path, database: str, block: dict) -> None:
+    """`cutover --block-writes`: the write privileges taken from the application's roles on the source and where
+    they stand (`revoking`: written before the first REVOKE, so that a kill in between still knows what to give
+    back; `revoked`; `given back`; `kept`: the cutover succeeded, the application writes to the target now)."""
+    data = read_manifest(path)
+    for record in data.get('result', {}).get('databases', []):
+        if record.get('name') == database and 'online' in record:
+            record['online']['writeBlock'] = block
+    write_manifest(path, data)
