@@ -216,6 +216,13 @@ def load_arguments(self, _):
                                 'stops applying cannot fill the source\'s disk. Default: half of what a Flexible '
                                 'source\'s disk has left before it turns read-only; no limit for other sources (a '
                                 'warning says so). 0: no limit.')
+                c.argument('replica_identity_full', options_list=['--replica-identity-full'], arg_type=flag,
+                           help='With --online: publish the tables that have no primary key (nor replica identity) '
+                                'with ALTER TABLE ... REPLICA IDENTITY FULL, instead of refusing them (published '
+                                'without it, their UPDATE and DELETE would fail on the source). Its cost: every '
+                                'UPDATE and DELETE of them writes the whole old row to the WAL, and the target finds '
+                                'each row by a scan. `cancel` gives them back what they had; after `cutover` both '
+                                'sides keep FULL (the result names the tables).')
                 c.argument('wait_for_cutover', options_list=['--wait-for-cutover'], arg_type=flag,
                            help='With --online: once the target follows, stay and report the lag (and watch the '
                                 'WAL the slots keep) until `cutover` or `cancel`, run from another shell with the '

@@ -41,7 +41,7 @@ def preflight_or_fail(cmd, progress, source, target, target_server, databases, o
     facts = checks_with_both(cmd, source, target, target_server, databases, opts, work, pg_bin_dir, checks,
                              installed, allow_extensions)
     if online_from is not False:   # run --online: the source's ArmServer (or None), for the wal_level command
-        checks += online_checks(source, online_from, target, databases)
+        checks += online_checks(source, online_from, target, databases, opts.replica_identity_full)
     for c in checks:
         if c.status == 'warn':
             logger.warning('%s: %s %s', c.name, c.message, c.fix or '')
@@ -157,7 +157,7 @@ def _checks_with_both(source, target, target_server, names, opts, work, utilitie
     return facts
 
 
-def online_checks(source, source_server, target, names) -> list:
+def online_checks(source, source_server, target, names, identity_full=False) -> list:
     """check --online: what logical replication from this source to this target needs."""
     if source_server is not None and source_server.kind == 'flexible':
         g, n = source_server.resource_group, source_server.name
@@ -168,4 +168,4 @@ def online_checks(source, source_server, target, names) -> list:
     with catalog.connect(source) as conn:
         names = names or [d.name for d in catalog.user_databases(conn)]
     kind = source_server.kind if source_server is not None else source.kind
-    return online.source_checks(source, kind, names, fix) + [online.target_check(target, target.kind)]
+    return online.source_checks(source, kind, names, fix, identity_full) + [online.target_check(target, target.kind)]

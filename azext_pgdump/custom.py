@@ -189,6 +189,7 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
             firewall_rule='auto', client_ip=None, verify=False, skip_check=False, locale_map=None,
             split_tables_larger_than=None, resume=False, install_utilities=False, tune_target=False,
             allow_extensions=False, online=False, max_slot_wal=None, wait_for_cutover=False,
+            replica_identity_full=False,
             source_server=None, source_resource_group=None,
             source_server_type='auto', source_host=None,
             source_port=None, source_admin_user=None, source_ssl_mode='require', source_auth_type='password',
@@ -203,10 +204,10 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     online = online or bool(state and state.online)   # a resumed online run follows the source too
     if online:
         online_wiring.allowed(method, verify)
-        opts = replace(opts, online=True)
-    elif max_slot_wal is not None or wait_for_cutover:
-        raise RequiredArgumentMissingError('--max-slot-wal and --wait-for-cutover are for an online run.',
-                                           recommendation='Add --online, or leave them out.')
+        opts = replace(opts, online=True, replica_identity_full=bool(replica_identity_full))
+    elif max_slot_wal is not None or wait_for_cutover or replica_identity_full:
+        raise RequiredArgumentMissingError('--max-slot-wal, --wait-for-cutover and --replica-identity-full are for '
+                                           'an online run.', recommendation='Add --online, or leave them out.')
     if state is not None:
         databases = state.todo
         checked = state.options(opts)

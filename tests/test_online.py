@@ -4,6 +4,7 @@ whose admin may subscribe. A writer inserts, updates and deletes across several 
 IDENTITY FULL and no key, TOASTed values, a partitioned table, sequences in use) from before the copy starts
 until the cutover; afterwards every table of the target equals the source's by checksum, and its sequences
 too, and nothing the run made is left on either server."""
+import itertools
 import json
 import os
 import random
@@ -503,4 +504,70 @@ def test_block_writes_given_back_when_the_cutover_fails_or_is_killed(world, targ
         out = world.az.json(*end_args("cancel", source, target, tmp_path / "wd")[:-2])
         assert out["status"] == "succeeded" and out["databases"][0]["writeBlock"]["notGivenBack"] == []
         assert acl(source) == before
+        nothing_left(source, target)
+
+
+# ----- --replica-identity-full ----------------------------------------------------------------------------------
+
+def _identity(pg, table="notes"):
+    return pg.execute("SELECT relreplident::text FROM pg_class WHERE oid = %s::regclass", (table,), dbname=DB)[0][0]
+
+
+def test_replica_identity_full_publishes_tables_without_a_key(world, target, tmp_path):
+    """A table with no primary key: refused by the checks (published, the application's UPDATE and DELETE on it
+    would fail); with --replica-identity-full it is published with REPLICA IDENTITY FULL, the application keeps
+    updating and deleting in it while the target follows, and the cutover finds the target equal. `cancel` gives
+    the source back the replica identity it had."""
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onlfull")
+        with source.connect(DB, superuser=False) as conn:
+            conn.execute("CREATE TABLE notes (n int, what text); "
+                         "INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 2000) g")
+        target.drop_database(DB)
+        refused = world.az.run(*run_args(source, target, tmp_path / "no", "--online"), check=False, timeout=600)
+        assert refused.returncode != 0 and f"online-replica-identity/{DB}" in refused.stderr
+        assert "public.notes" in refused.stderr and "--replica-identity-full" in refused.stderr
+        assert source.execute("SELECT pubname FROM pg_publication", dbname=DB) == [] and _identity(source) == "d"
+
+        stop, errors = threading.Event(), []
+
+        def application():
+            with source.connect(DB, superuser=False) as conn:
+                for i in itertools.count():
+                    if stop.is_set():
+                        return
+                    try:
+                        conn.execute("UPDATE notes SET what = what || 'u' WHERE n = %s", (1 + i % 2000,))
+                        conn.execute("DELETE FROM notes WHERE n = %s", (2001 + i,))
+                        conn.execute("INSERT INTO notes VALUES (%s, 'new')", (2002 + i,))
+                    except psycopg.Error as err:   # pragma: no cover - asserted below
+                        errors.append(err)
+                        return
+                    time.sleep(0.005)
+        writer = threading.Thread(target=application, daemon=True)
+        writer.start()
+        proc = world.az.run(*run_args(source, target, tmp_path / "wd", "--online", "--replica-identity-full"),
+                            check=False, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _identity(source) == "f" and _identity(target) == "f"
+        time.sleep(1)
+        stop.set()
+        writer.join(timeout=30)
+        assert errors == []   # the application's UPDATE and DELETE never failed
+        cut = world.az.run(*end_args("cutover", source, target, tmp_path / "wd"), check=False, timeout=600)
+        assert cut.returncode == 0, cut.stderr[-3000:]
+        entry = json.loads(cut.stdout)["databases"][0]
+        assert entry["verify"]["status"] == "passed" and entry["replicaIdentityFull"] == ["public.notes"]
+        assert_same(source, target, DB)
+        nothing_left(source, target)
+
+        target.drop_database(DB)
+        source.execute("ALTER TABLE notes REPLICA IDENTITY DEFAULT", dbname=DB)
+        proc = world.az.run(*run_args(source, target, tmp_path / "again", "--online", "--replica-identity-full"),
+                            check=False, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _identity(source) == "f"
+        out = world.az.json(*end_args("cancel", source, target, tmp_path / "again")[:-2])
+        assert "replica identity of public.notes" in out["databases"][0]["removed"]
+        assert _identity(source) == "d"
         nothing_left(source, target)

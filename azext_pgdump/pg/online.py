@@ -36,9 +36,10 @@ def _listing(rows, limit=8) -> str:
     return ', '.join(rows[:limit]) + (f' and {len(rows) - limit} more' if len(rows) > limit else '')
 
 
-def source_checks(source, kind: str, databases: list, wal_level_fix: str) -> list:
+def source_checks(source, kind: str, databases: list, wal_level_fix: str, identity_full: bool = False) -> list:
     """The source's side: it can publish (not a Single Server, wal_level logical, a login with REPLICATION, free
-    slots and WAL senders) and each database's tables can be published. `wal_level_fix`: how to set it there."""
+    slots and WAL senders) and each database's tables can be published. `wal_level_fix`: how to set it there.
+    `identity_full`: run --replica-identity-full, tables with no key are published with REPLICA IDENTITY FULL."""
     if kind == 'single':
         return [Check('online-source', 'fail', 'A Single Server source cannot publish: Azure does not support '
                       'logical replication publications and subscriptions on Single Server.',
@@ -47,7 +48,7 @@ def source_checks(source, kind: str, databases: list, wal_level_fix: str) -> lis
         checks = [_wal_level(conn, wal_level_fix), _replication_role(conn), _slots(conn, len(databases))]
     for name in databases:
         with catalog.connect(source, name) as conn:
-            checks += _database_checks(conn, name)
+            checks += _database_checks(conn, name, identity_full)
     return checks
 
 
@@ -86,19 +87,26 @@ def _slots(conn, databases: int) -> Check:
                  f'free WAL senders for {databases} databases.')
 
 
-def _database_checks(conn, name: str) -> list:
+def _database_checks(conn, name: str, identity_full: bool) -> list:
     checks = []
     if not conn.execute("SELECT pg_catalog.has_database_privilege(current_database(), 'CREATE')").fetchone()[0]:
         checks.append(Check(f'online-heartbeat/{name}', 'fail', f'The login may not create a schema in {name}: the '
                             f'run keeps its heartbeat table (how far behind the target is) in a schema {SCHEMA}.',
                             f'GRANT CREATE ON DATABASE "{name}" TO the login (as its owner).'))
     no_identity = [r[0] for r in conn.execute(_NO_IDENTITY).fetchall()]
-    if no_identity:
+    if no_identity and identity_full:
+        checks.append(Check(f'online-replica-identity/{name}', 'warn',
+                            f'{name}: {_listing(no_identity)} have no primary key: they are published with REPLICA '
+                            'IDENTITY FULL (--replica-identity-full). Every UPDATE and DELETE of them then writes '
+                            'the whole old row to the source\'s WAL, and the target finds each row by a scan.',
+                            'Add primary keys where the tables are large and often updated.'))
+    elif no_identity:
         checks.append(Check(f'online-replica-identity/{name}', 'fail',
                             f'{name}: {_listing(no_identity)} have no primary key (or REPLICA IDENTITY NOTHING): '
                             'published, their UPDATE and DELETE would fail on the source.',
-                            'Add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (every UPDATE and DELETE '
-                            'then writes the whole old row to the WAL, and the target finds each row by a scan).'))
+                            'Add a primary key, or pass --replica-identity-full to `run --online` (ALTER TABLE ... '
+                            'REPLICA IDENTITY FULL on those tables: every UPDATE and DELETE then writes the whole '
+                            'old row to the WAL, and the target finds each row by a scan).'))
     not_owned = [r[0] for r in conn.execute(_NOT_OWNED).fetchall()]
     if not_owned:
         checks.append(Check(f'online-table-ownership/{name}', 'fail',
@@ -153,12 +161,16 @@ def names(token: str) -> dict:
     return {'publication': name, 'slot': name, 'subscription': name, 'role': name}
 
 
-def publish(source, database: str, major: int) -> dict:
+def publish(source, database: str, major: int, identity_full: bool = False) -> dict:
     """On the source: the heartbeat table and a publication of every table. Returns the names. The slot comes
-    after (see create_slot): a publication must exist before the slot's first change."""
+    after (see create_slot): a publication must exist before the slot's first change. `identity_full`: tables
+    with no key get REPLICA IDENTITY FULL in the same transaction (published without it, their UPDATE and DELETE
+    would fail); the record keeps what they had, for cancel."""
     made = names(secrets.token_hex(4))
     ident = {k: sql.Identifier(v) for k, v in made.items()}
     with catalog.connect(source, database) as conn, conn.transaction():
+        if identity_full:
+            made['identityFull'] = _identity_full(conn)
         conn.execute(sql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(sql.Identifier(SCHEMA)))
         conn.execute(sql.SQL('CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY, at timestamptz NOT NULL, '
                              'lsn pg_lsn)').format(_HEARTBEAT))
@@ -169,6 +181,30 @@ def publish(source, database: str, major: int) -> dict:
         options = sql.SQL(' WITH (publish_via_partition_root = true)') if major >= ROOT_SINCE else sql.SQL('')
         conn.execute(sql.SQL('CREATE PUBLICATION {} FOR TABLE {}{}').format(ident['publication'], listed, options))
     return dict(made, tables=len(tables))
+
+
+def _identity_full(conn) -> list:
+    """[table, its replica identity before ('d' default, 'n' nothing)] for each table changed to FULL."""
+    changed = conn.execute(_NO_IDENTITY.replace("SELECT format('%I.%I', n.nspname, c.relname)",
+                                                "SELECT format('%I.%I', n.nspname, c.relname), c.relreplident::text"
+                                                )).fetchall()
+    for table, _ in changed:   # format('%I.%I'): quoted already
+        conn.execute(sql.SQL('ALTER TABLE {} REPLICA IDENTITY FULL').format(sql.SQL(table)))
+    return [list(row) for row in changed]
+
+
+def _identity_back(conn, made: dict) -> list:
+    """cancel: the tables --replica-identity-full changed get their replica identity back."""
+    back = []
+    for table, was in made.get('identityFull', []):
+        how = sql.SQL('NOTHING' if was == 'n' else 'DEFAULT')
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL('ALTER TABLE {} REPLICA IDENTITY {}').format(sql.SQL(table), how))
+        except psycopg.errors.UndefinedTable:   # dropped since: nothing to give back
+            continue
+        back.append(f'replica identity of {table}')
+    return back
 
 
 def login_for_subscription(source, database: str, made: dict) -> tuple:
@@ -326,17 +362,19 @@ def sequences(source, target, database: str) -> int:
     return len(rows)
 
 
-def teardown(source, target, database: str, made: dict, missing_ok: bool = False) -> list:
+def teardown(source, target, database: str, made: dict, missing_ok: bool = False, cut_over: bool = False) -> list:
     """Remove what the online run made, target first (its subscription holds the slot): the subscription, the
     slot, the publication, the role, the heartbeat schema on both sides. What is already gone is skipped, so a
     cutover or cancel cut short can be run again. `missing_ok`: a target database not made yet (a run stopped
-    early) has nothing of it. Returns what was removed."""
+    early) has nothing of it. `cut_over`: the tables --replica-identity-full changed keep REPLICA IDENTITY FULL
+    (the target has it too, from the schema dump); otherwise the source gets back what it had. Returns what was
+    removed."""
     try:
         tgt = catalog.connect(target, database)
     except catalog.ConnectError:
         if not missing_ok:
             raise
-        return teardown_source(source, database, made)
+        return teardown_source(source, database, made, not cut_over)
     removed = []
     sub = made['subscription']
     with tgt:
@@ -344,13 +382,16 @@ def teardown(source, target, database: str, made: dict, missing_ok: bool = False
             drop_subscription(tgt, sub)
             removed.append(f'subscription {sub}')
         tgt.execute(sql.SQL('DROP SCHEMA IF EXISTS {} CASCADE').format(sql.Identifier(SCHEMA)))
-    return removed + teardown_source(source, database, made)
+    return removed + teardown_source(source, database, made, not cut_over)
 
 
-def teardown_source(source, database: str, made: dict) -> list:
-    """The source's half of teardown: the slot, the publication, the heartbeat schema, the run's role."""
+def teardown_source(source, database: str, made: dict, identity_back: bool = True) -> list:
+    """The source's half of teardown: the slot, the publication, the heartbeat schema, the run's role, and with
+    `identity_back` the replica identity of the tables --replica-identity-full changed."""
     removed = []
     with catalog.connect(source, database) as src:
+        if identity_back:
+            removed += _identity_back(src, made)
         if drop_slot(src, made['slot']):
             removed.append(f"replication slot {made['slot']}")
         src.execute(sql.SQL('DROP PUBLICATION IF EXISTS {}').format(sql.Identifier(made['publication'])))

@@ -62,7 +62,11 @@ def _cut_over(source, target, work_dir, name, made, timeout, block_writes, block
             entry['writeBlock'] = _block(source, work_dir, name, made, blocks, say)
         entry['caughtUpSeconds'] = online.caught_up(source, target, name, timeout, say)
         entry['sequences'] = online.sequences(source, target, name)
-        entry['removed'] = online.teardown(source, target, name, made)
+        entry['removed'] = online.teardown(source, target, name, made, cut_over=True)
+        if made.get('identityFull'):   # both sides keep it: the target's schema came from the source with it
+            entry['replicaIdentityFull'] = [table for table, _ in made['identityFull']]
+            say(f"  {name}: {', '.join(entry['replicaIdentityFull'])} keep REPLICA IDENTITY FULL (give them a "
+                'primary key, or ALTER TABLE ... REPLICA IDENTITY DEFAULT)')
     except (TimeoutError, psycopg.Error, catalog.ConnectError) as err:
         say(f'  {name}: FAILED: {err}')
         return dict(entry, status='failed', error=str(err).strip())

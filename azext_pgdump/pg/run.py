@@ -172,7 +172,7 @@ class _Run:
         if name == 'publish':
             if earlier:   # resumed before its copy was in: that slot's snapshot is gone, so is what it was for
                 online.teardown_source(plan.source, database, earlier)
-            made = online.publish(plan.source, database, plan.source_major)
+            made = online.publish(plan.source, database, plan.source_major, plan.opts.replica_identity_full)
             self.published[database] = made
             return {'online': dict(made, status='publishing')}
         made = self.published.get(database) or dict(earlier)   # resumed during the catch-up: the same slot

@@ -121,6 +121,7 @@ class Options:
     no_statistics: bool = False    # restore: the dump may carry statistics a target before 18 cannot take
     online: bool = False           # stream: the target then follows the source (logical replication) until cutover
     max_slot_wal: Optional[int] = None   # online: the WAL a slot may keep on the source before following stops
+    replica_identity_full: bool = False   # online: tables with no key are published with REPLICA IDENTITY FULL
 
 
 @dataclass
