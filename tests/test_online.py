@@ -571,3 +571,32 @@ def test_replica_identity_full_publishes_tables_without_a_key(world, target, tmp
         assert "replica identity of public.notes" in out["databases"][0]["removed"]
         assert _identity(source) == "d"
         nothing_left(source, target)
+
+
+def test_a_target_that_cannot_reach_the_source_fails_the_run_and_resumes_once_admitted(world, target, tmp_path):
+    """The source admits this machine but not the target server (on Azure: the source's firewall lets in the
+    client's address, which the run opened, not the target's outbound one). Here the source refuses the run's
+    subscription login, as its firewall would refuse the target: the run must fail saying so, not report a
+    target that "follows" with a growing lag; once admitted, --resume goes on from the same slot."""
+    wd = tmp_path / "wd"
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onlfw")
+        hba = source.datadir / "pg_hba.conf"
+        admitted = hba.read_text()
+        hba.write_text(f"hostssl all /^azext_pgdump_ {source.host}/32 reject\n" + admitted)
+        source.execute("SELECT pg_reload_conf()")
+        target.drop_database(DB)
+        proc = world.az.run(*run_args(source, target, wd, "--online"), check=False, timeout=600)
+        assert proc.returncode == 1
+        db = json.loads(proc.stdout)["databases"][0]
+        assert db["status"] == "failed" and "rejects connection" in db["error"], db
+        assert "must admit connections from the target server" in db["error"] and "--resume" in db["error"]
+        hba.write_text(admitted)
+        source.execute("SELECT pg_reload_conf()")
+        resumed = world.az.run(*run_args(source, target, wd, "--resume"), check=False, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        again = json.loads(resumed.stdout)["databases"][0]
+        assert again["online"]["status"] == "following" and again["online"]["slot"] == db["online"]["slot"]
+        cut = world.az.run(*end_args("cutover", source, target, wd), check=False, timeout=600)
+        assert cut.returncode == 0, cut.stderr[-3000:]
+        nothing_left(source, target)

@@ -269,11 +269,38 @@ def subscribe(target, source, database: str, made: dict) -> None:
             user, password = login_for_subscription(source, database, made)
             conninfo = make_conninfo(host=source.host, port=str(source.port), dbname=database, user=user,
                                      password=password, sslmode=source.sslmode)
-            conn.execute(sql.SQL('CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, '
-                                 'slot_name = {}, copy_data = false, enabled = false)').format(
-                ident, sql.Literal(conninfo), sql.Identifier(made['publication']), sql.Literal(made['slot'])))
+            try:   # the target connects to the source here already (to check the publication)
+                conn.execute(sql.SQL('CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = '
+                                     'false, slot_name = {}, copy_data = false, enabled = false)').format(
+                    ident, sql.Literal(conninfo), sql.Identifier(made['publication']), sql.Literal(made['slot'])))
+            except psycopg.OperationalError as err:
+                if not (err.sqlstate or '').startswith('08'):
+                    raise
+                raise catalog.ConnectError(f'{database}: {str(err).strip()}. {_UNREACHABLE}') from err
         if not enabled:
             conn.execute(sql.SQL('ALTER SUBSCRIPTION {} ENABLE').format(ident))
+
+
+def connected(source, database: str, slot: str, timeout: float) -> None:
+    """Wait until the target's subscription has connected to the source (its WAL sender holds the slot). A
+    target that cannot reach or log in to the source (the source's firewall or network rules do not admit the
+    target server itself, only this machine) would otherwise look like a target that follows with a growing lag."""
+    deadline = time.monotonic() + timeout
+    with catalog.connect(source, database) as conn:
+        while not conn.execute('SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s',
+                               (slot,)).fetchone()[0]:
+            if children.stopping():
+                raise children.Stopped('interrupted')
+            if time.monotonic() > deadline:
+                raise catalog.ConnectError(f'{database}: the target\'s subscription has not connected to the source '
+                                           f'in {timeout:.0f} s (the target\'s server log says why). {_UNREACHABLE}')
+            time.sleep(0.5)
+
+
+_UNREACHABLE = ('The source must admit connections from the target server itself (its firewall rules or network '
+                'settings: allow the target\'s outbound address; the run opened the firewall only to this machine), '
+                'and the target must reach the source\'s host and port. Then continue with `az postgres dumprestore '
+                'run --resume` and the same --work-dir, or `cancel`.')
 
 
 def _subscription(conn, name: str):

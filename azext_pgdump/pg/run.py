@@ -20,6 +20,9 @@ from azext_pgdump.pg.state import FAILED, RunState
 from azext_pgdump.pg.steps import Step
 
 
+CONNECT_WAIT = 60.0   # seconds a new subscription has to connect to the source before the step fails
+
+
 def execute(plan, progress: Callable[[str], None], interval: float = 10.0, verify: bool = False,
             applier=None) -> dict:
     """The result, as az prints it and the manifest keeps it; its status says how the run ended
@@ -179,6 +182,7 @@ class _Run:
         made.pop('status', None)
         made.pop('lag', None)
         online.subscribe(plan.target, plan.source, database, made)
+        online.connected(plan.source, database, made['slot'], CONNECT_WAIT)
         try:
             online.caught_up(plan.source, plan.target, database, 60, self.progress)
         except TimeoutError as err:   # still following: the lag below says how far behind
