@@ -17,7 +17,6 @@ from azext_pgdump.arm import firewall, servers
 from azext_pgdump.arm.resource_ids import ServerRef, parse_server_id
 from azext_pgdump.pg import (catalog, dumpclean, inprocess, install, locales, online_end, planner, preflight,
                              progress, render, run, workdir)
-from azext_pgdump.pg import online_leftovers as leftovers
 from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg.steps import Options, files_for
@@ -321,7 +320,10 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
     online runs left on the two servers (the validator keeps the two modes apart)."""
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     if online_leftovers:
-        return _online_leftovers(cmd, locals())
+        items, failed = online_wiring.leftovers(cmd, locals(), _progress(cmd))
+        if failed:
+            _exit_after_output(cmd, 1)
+        return items
     if work_dir:
         _mark_killed_run(Path(work_dir))
     server = servers.get_server(cmd.cli_ctx, _server_ref(resource_group_name, server_name, server_type, ids))
@@ -336,57 +338,6 @@ def cleanup(cmd, resource_group_name=None, server_name=None, server_type='auto',
                             'status': change['status'], 'value': change.get('now') or change['was'],
                             **({'error': change['error']} if 'error' in change else {})})
     return removed
-
-
-def _online_leftovers(cmd, kw) -> list:
-    """Find by name what online runs left on both servers; remove it (asked first unless --yes) but what a
-    migration still uses, unless --include-following."""
-    say = _progress(cmd)
-    with sigterm_as_exit(), ExitStack() as stack:
-        source, _ = reach_side(cmd, stack, kw, 'source')
-        target, _ = reach_side(cmd, stack, kw, 'target')
-        try:
-            items = leftovers.decide(leftovers.find(source, target), bool(kw['include_following']))
-            doomed = [i for i in items if i['status'] == 'to remove']
-            _say_kept(say, items)
-            if kw['dry_run'] or not doomed:
-                say(f"{len(doomed)} objects would be removed." if doomed else 'No online leftovers to remove.')
-                return items
-            from azure.cli.core.util import user_confirmation
-            user_confirmation(f'Remove {len(doomed)} objects that online runs left: {_listing(doomed)}?',
-                              yes=kw['yes'])
-            leftovers.remove(source, target, items)
-        except catalog.ConnectError as err:
-            raise AzureConnectionError(str(err), recommendation='Check that the login may connect to every '
-                                                                'database of both servers.') from err
-        except psycopg.Error as err:
-            raise ValidationError(f'Could not read what online runs left: {err}', recommendation='Use the '
-                                  'administrator login of each server, the one `run --online` used.') from err
-    _report_removal(cmd, say, items)
-    return items
-
-
-def _report_removal(cmd, say, items) -> None:
-    """A removal that failed is logged with its error and fails the command, after the list is printed."""
-    failed = [i for i in items if i['status'] == 'failed']
-    say(f"Removed {sum(i['status'] == 'removed' for i in items)} objects.")
-    for item in failed:
-        logger.error('%s %s on %s could not be removed: %s', item['kind'], item['name'], item['server'],
-                     item['error'])
-    if failed:
-        _exit_after_output(cmd, 1)
-
-
-def _listing(items) -> str:
-    return ', '.join(f"{i['kind']} {i['name']} ({i['side']}{', ' + i['database'] if i['database'] else ''})"
-                     for i in items)
-
-
-def _say_kept(say, items) -> None:
-    kept = [i for i in items if i['status'] == 'kept']
-    if kept:
-        say(f'Kept, in use by a migration that is copying or following (end it with `cutover` or `cancel` and its '
-            f'--work-dir; if the work dir is lost, --include-following removes it too): {_listing(kept)}')
 
 
 def _mark_killed_run(work_dir: Path) -> None:

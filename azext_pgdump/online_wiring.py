@@ -1,12 +1,18 @@
 """run --online's wiring: which options go with it, the WAL limit of its slots (from the source's disk, read
-through ARM), and waiting for the cutover after the run (--wait-for-cutover)."""
-from azure.cli.core.azclierror import MutuallyExclusiveArgumentError
+through ARM), waiting for the cutover after the run (--wait-for-cutover), and `cleanup --online-leftovers`."""
+from contextlib import ExitStack
+
+import psycopg
+from azure.cli.core.azclierror import AzureConnectionError, MutuallyExclusiveArgumentError, ValidationError
 from knack.log import get_logger
 
 from azext_pgdump import sizes
-from azext_pgdump.pg import online_end, slot_wal
+from azext_pgdump.pg import catalog, online_end, slot_wal
+from azext_pgdump.pg import online_leftovers as found_leftovers
+from azext_pgdump.pg.interrupts import sigterm_as_exit
 from azext_pgdump.pg import state as run_state
 from azext_pgdump.pg.process import human
+from azext_pgdump.reach import reach_side
 
 logger = get_logger(__name__)
 
@@ -48,3 +54,51 @@ def waiting_for_cutover(say, source, target):
         stopped = [d['name'] for d in result['databases'] if d.get('online', {}).get('status') == 'stopped']
         return dict(result, waitForCutover=waited, **({'status': 'failed'} if stopped else {}))
     return after
+
+
+def leftovers(cmd, kw, say) -> tuple:
+    """Find by name what online runs left on both servers; remove it (asked first unless --yes) but what a
+    migration still uses, unless --include-following. Returns (the objects, whether a removal failed)."""
+    with sigterm_as_exit(), ExitStack() as stack:
+        source, _ = reach_side(cmd, stack, kw, 'source')
+        target, _ = reach_side(cmd, stack, kw, 'target')
+        try:
+            items = found_leftovers.decide(found_leftovers.find(source, target), bool(kw['include_following']))
+            doomed = [i for i in items if i['status'] == 'to remove']
+            _say_kept(say, items)
+            if kw['dry_run'] or not doomed:
+                say(f"{len(doomed)} objects would be removed." if doomed else 'No online leftovers to remove.')
+                return items, False
+            from azure.cli.core.util import user_confirmation
+            user_confirmation(f'Remove {len(doomed)} objects that online runs left: {_listing(doomed)}?',
+                              yes=kw['yes'])
+            found_leftovers.remove(source, target, items)
+        except catalog.ConnectError as err:
+            raise AzureConnectionError(str(err), recommendation='Check that the login may connect to every '
+                                                                'database of both servers.') from err
+        except psycopg.Error as err:
+            raise ValidationError(f'Could not read what online runs left: {err}', recommendation='Use the '
+                                  'administrator login of each server, the one `run --online` used.') from err
+    return items, _report_removal(say, items)
+
+
+def _report_removal(say, items) -> bool:
+    """A removal that failed is logged with its error (and fails the command, after the list is printed)."""
+    failed = [i for i in items if i['status'] == 'failed']
+    say(f"Removed {sum(i['status'] == 'removed' for i in items)} objects.")
+    for item in failed:
+        logger.error('%s %s on %s could not be removed: %s', item['kind'], item['name'], item['server'],
+                     item['error'])
+    return bool(failed)
+
+
+def _listing(items) -> str:
+    return ', '.join(f"{i['kind']} {i['name']} ({i['side']}{', ' + i['database'] if i['database'] else ''})"
+                     for i in items)
+
+
+def _say_kept(say, items) -> None:
+    kept = [i for i in items if i['status'] == 'kept']
+    if kept:
+        say(f'Kept, in use by a migration that is copying or following (end it with `cutover` or `cancel` and its '
+            f'--work-dir; if the work dir is lost, --include-following removes it too): {_listing(kept)}')
