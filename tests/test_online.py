@@ -285,7 +285,7 @@ def test_killed_during_the_catch_up_resumes_from_the_same_slot(world, target, tm
         assert "copy" in db["resumedSteps"] and "subscribe" not in db["resumedSteps"]
 
 
-def test_killed_during_the_copy_starts_the_database_again_with_a_new_slot(world, target, tmp_path):
+def test_killed_before_the_copy_is_in_starts_the_database_again_with_a_new_slot(world, target, tmp_path):
     """The slot's exported snapshot ends with the process that made it: a copy cut short cannot go on in it, so
     --resume removes that slot (and what came with it) and migrates the database again from a new one."""
     wd = tmp_path / "wd"
@@ -295,7 +295,9 @@ def test_killed_during_the_copy_starts_the_database_again_with_a_new_slot(world,
         with Writer(source) as writer:
             proc = _start(world, source, target, wd)
             stack.callback(proc.kill)
-            _until(lambda: _task(wd, "copy") == "running", proc, "the copy")
+            # Any instant from the schema dump (the slot exists) until the post-data restore has succeeded.
+            _until(lambda: _task(wd, "dump-schema") is not None and _task(wd, "restore") in (None, "running"),
+                   proc, "the copy")
             first = source.execute("SELECT slot_name FROM pg_replication_slots")[0][0]
             _kill(proc)
             db = _resume_then_cut_over(world, source, target, wd, writer)
