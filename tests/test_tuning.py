@@ -254,6 +254,18 @@ def test_a_refused_change_is_reported_and_the_load_goes_on(tune):
     assert tune.values() == tune.original
 
 
+def test_a_busy_server_is_asked_again(tune):
+    """Azure takes one operation on a server at a time and answers ServerBusy to the others (a backup, a scaling,
+    a change of someone else's): the change is asked again a little later, not given up."""
+    tune.fresh()
+    tune.world.emulator.fail("PATCH", r"/configurations/autovacuum$", 409, times=2)
+    proc = tune.run(tune.tmp / "busy", "--tune-target")
+    assert proc.returncode == 0, proc.stderr
+    assert changes_of(result_of(proc))["autovacuum"]["status"] == "restored"
+    assert proc.stderr.count("is busy with another operation; setting autovacuum again") == 2
+    assert tune.values() == tune.original
+
+
 def test_a_target_arm_does_not_know_is_refused(tune):
     t = tune.target
     proc = subprocess.run([str(AZ), "postgres", "dumprestore", "run", "--databases", DB, "--no-roles",

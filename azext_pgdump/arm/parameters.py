@@ -1,5 +1,7 @@
 """Server parameters (configurations) through ARM: what a Flexible Server allows that SQL cannot show."""
-from azure.core.exceptions import HttpResponseError
+import time
+
+from azure.core.exceptions import AzureError, HttpResponseError
 
 from azext_pgdump._client_factory import client_for, configuration_update_model
 from azext_pgdump.arm.servers import prop
@@ -21,11 +23,31 @@ def set_command(server, name: str) -> str:
             f'--name {name} --value VALUE')
 
 
-def set_parameter(cli_ctx, server, name: str, value: str) -> None:
-    """Set a dynamic parameter (ARM applies it without a restart); HttpResponseError when refused."""
+BUSY_WAITS = (2, 4, 8, 15, 30, 30, 30, 60, 60, 60)   # seconds; about 5 min in all
+
+
+def set_parameter(cli_ctx, server, name: str, value: str, say=None) -> None:
+    """Set a dynamic parameter (ARM applies it without a restart); AzureError when refused. A server busy with
+    another operation (a backup, a scaling, another parameter: Azure takes one change at a time and answers
+    ServerBusy to the others) is asked again, a little later each time, for about five minutes."""
     update = configuration_update_model(server.kind)(value=value, source='user-override')
-    client_for(cli_ctx, server.kind, server.subscription).configurations.begin_update(
-        server.resource_group, server.name, name, update).result()
+    configurations = client_for(cli_ctx, server.kind, server.subscription).configurations
+    for wait in (*BUSY_WAITS, None):
+        try:
+            configurations.begin_update(server.resource_group, server.name, name, update).result()
+            return
+        except AzureError as err:
+            if wait is None or not _busy(err):
+                raise
+            if say:
+                say(f'  {server.name} is busy with another operation; setting {name} again in {wait} s...')
+            time.sleep(wait)
+
+
+def _busy(err) -> bool:
+    """ServerBusy, as a 409 to the request or as the failed operation's error."""
+    code = getattr(getattr(err, 'error', None), 'code', None) or ''
+    return code == 'ServerBusy' or 'busy with another operation' in str(err)
 
 
 def read_replicas(cli_ctx, server) -> list:

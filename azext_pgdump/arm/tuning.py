@@ -5,7 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from knack.log import get_logger
 
-from azext_pgdump._client_factory import client_for, configuration_update_model
+from azext_pgdump._client_factory import client_for
+from azext_pgdump.arm import parameters
 from azext_pgdump.arm.servers import prop
 from azext_pgdump.pg import catalog, settings
 
@@ -66,10 +67,8 @@ class Applier:
         return found.value if found else None
 
     def write(self, name: str, value: str) -> None:
-        update = configuration_update_model(self.server.kind)(value=value, source='user-override')
         try:
-            _configurations(self.cli_ctx, self.server).begin_update(
-                self.server.resource_group, self.server.name, name, update).result()
+            parameters.set_parameter(self.cli_ctx, self.server, name, value, lambda line: logger.warning(line.strip()))
         except AzureError as err:
             raise settings.SettingError(f'could not set {name} to {value}: {_message(err)}') from err
 

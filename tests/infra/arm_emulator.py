@@ -210,7 +210,7 @@ class ArmEmulator:
 
     def fail(self, method: str, pattern: str, status: int, times: int = 1) -> None:
         """Answer the next `times` requests of `method` whose path matches `pattern` with `status`
-        (429 throttling, 500 a server error, 403 missing rights), as ARM does, before recovering."""
+        (429 throttling, 500 a server error, 403 missing rights, 409 ServerBusy), as ARM does, before recovering."""
         self.faults.append([method, re.compile(pattern, re.I), status, times])
 
     def fault_for(self, method: str, path: str) -> Optional[int]:
@@ -353,6 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 429:
             return self._send(429, {"error": {"code": "TooManyRequests", "message": "The request is being "
                                               "throttled."}}, {"Retry-After": "1"})
+        if status == 409:   # what Azure answers a change while another operation runs on the server
+            return self._error(409, "ServerBusy", "Server is busy with another operation. Please try again later.")
         if status == 403:
             return self._error(403, "AuthorizationFailed", "The client does not have authorization to perform "
                                                            "action 'Microsoft.DBforPostgreSQL/firewallRules/write'.")
