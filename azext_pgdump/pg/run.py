@@ -85,6 +85,7 @@ class _Run:
             self.state.crashed(err)
         finally:
             self.snapshots.close()
+            self.guard.close()
         with shielded():  # a signal now must not cost the target its parameters, or the result its last save
             if over_limit:
                 self._stop_following(over_limit)

@@ -2,6 +2,7 @@
 restart point on until the target confirms it applied them; a target that stops applying (stopped, unreachable,
 blocked) makes that WAL grow without end, and on Flexible Server nothing caps it (`max_slot_wal_keep_size` is
 -1) until the disk turns the server read-only. The run watches it and stops following before a limit."""
+import threading
 import time
 from typing import Optional
 
@@ -33,13 +34,12 @@ def source_used_bytes(source) -> int:
         return catalog.databases_bytes(conn) + (catalog.wal_bytes(conn) or 0)
 
 
-def retained(source, slots: dict) -> dict:
+def retained(conn, slots: dict) -> dict:
     """database -> the WAL its slot keeps on the source (bytes), for `slots` (database -> slot name). A slot
     that is gone keeps nothing."""
-    with catalog.connect(source, next(iter(slots))) as conn:   # a database of the run: the login may connect
-        rows = dict(conn.execute('SELECT slot_name, pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '
-                                 'restart_lsn) FROM pg_catalog.pg_replication_slots WHERE slot_name = ANY(%s)',
-                                 (list(slots.values()),)).fetchall())
+    rows = dict(conn.execute('SELECT slot_name, pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '
+                             'restart_lsn) FROM pg_catalog.pg_replication_slots WHERE slot_name = ANY(%s)',
+                             (list(slots.values()),)).fetchall())
     return {db: int(rows.get(slot) or 0) for db, slot in slots.items()}
 
 
@@ -53,18 +53,29 @@ def over(kept: dict, limit: Optional[int]) -> Optional[str]:
 
 
 class Guard:
-    """Read the slots at most every CHECK_EVERY seconds (the run's loop calls check() about once a second)."""
+    """Read the slots at most every CHECK_EVERY seconds (the run's loop calls check() about once a second), on
+    one connection kept open for it: the loop waits for the answer, and a new login each time costs more."""
 
     def __init__(self, source, limit: Optional[int]):
-        self.source, self.limit, self.last = source, limit, 0.0
+        self.source, self.limit, self.last, self.conn = source, limit, 0.0, None
+        self.lock = threading.Lock()   # the loop and a step's thread may both ask
 
     def check(self, slots: dict, now: bool = False) -> None:
         if self.limit is None or not slots or (time.monotonic() - self.last < CHECK_EVERY and not now):
             return
-        self.last = time.monotonic()
-        try:
-            reason = over(retained(self.source, slots), self.limit)
-        except (catalog.ConnectError, psycopg.Error):   # the source unreachable a moment: the steps say it if it lasts
-            return
+        with self.lock:
+            self.last = time.monotonic()
+            try:
+                if self.conn is None or self.conn.closed:   # a database of the run: the login may connect there
+                    self.conn = catalog.connect(self.source, next(iter(slots)))
+                reason = over(retained(self.conn, slots), self.limit)
+            except (catalog.ConnectError, psycopg.Error):   # unreachable a moment: the steps say it if it lasts
+                self.close()
+                return
         if reason:
             raise SlotWalLimit(reason)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
