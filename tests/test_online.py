@@ -602,3 +602,39 @@ def test_a_target_that_cannot_reach_the_source_fails_the_run_and_resumes_once_ad
         cut = world.az.run(*end_args("cutover", source, target, wd), check=False, timeout=600)
         assert cut.returncode == 0, cut.stderr[-3000:]
         nothing_left(source, target)
+
+
+def test_two_databases_follow_and_cut_over_together(world, target, tmp_path):
+    """Every database of a server at once, as users migrate them: one publication, slot and subscription each
+    (the slots check counts them), both following while the application writes to one, one cutover for both."""
+    wd = tmp_path / "wd"
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onltwo")
+        with source.connect(superuser=False) as conn:
+            conn.autocommit = True
+            conn.execute("CREATE DATABASE otherdb")
+        with source.connect("otherdb", superuser=False) as conn:
+            conn.execute("CREATE TABLE items (id int PRIMARY KEY, what text); "
+                         "INSERT INTO items SELECT g, 'i' || g FROM generate_series(1, 1000) g")
+        for name in (DB, "otherdb"):
+            target.drop_database(name)
+        args = [a for a in run_args(source, target, wd, "--online") if a != DB]
+        args[args.index("--databases") + 1:args.index("--databases") + 1] = [DB, "otherdb"]
+        with Writer(source):
+            proc = world.az.run(*args, check=False, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            dbs = json.loads(proc.stdout)["databases"]
+            assert {d["name"]: d["online"]["status"] for d in dbs} == {DB: "following", "otherdb": "following"}
+            assert len({d["online"]["slot"] for d in dbs}) == 2
+            source.execute("UPDATE items SET what = 'changed' WHERE id <= 10", dbname="otherdb")
+            time.sleep(1)
+        cut = world.az.run(*end_args("cutover", source, target, wd), check=False, timeout=600)
+        assert cut.returncode == 0, cut.stderr[-3000:]
+        out = json.loads(cut.stdout)
+        assert [d["verify"]["status"] for d in out["databases"]] == ["passed", "passed"]
+        assert target.execute("SELECT count(*) FROM items WHERE what = 'changed'", dbname="otherdb") == [(10,)]
+        for name in (DB, "otherdb"):
+            assert_same(source, target, name)
+        nothing_left(source, target)
+        assert source.execute("SELECT count(*) FROM pg_publication", dbname="otherdb") == [(0,)]
+        target.drop_database("otherdb")
