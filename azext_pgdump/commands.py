@@ -16,7 +16,18 @@ def _migration_table(result):
              "Seconds": round(sum(d["durations"].values()), 1),
              "Errors (real/harmless)": f'{d.get("errors", {}).get("real", 0)}/{d.get("errors", {}).get("harmless", 0)}',
              **({"Verified": d.get("verify", {}).get("status", "")} if "verify" in result else {}),
+             **({"Online": d.get("online", {}).get("status", ""),
+                 "Lag s": d.get("online", {}).get("lag", {}).get("seconds", "")}
+                if any("online" in x for x in result["databases"]) else {}),
              } for d in result["databases"]]
+
+
+def _online_end_table(result):
+    """cutover and cancel: what became of each database that followed its source."""
+    return [{"Database": d["name"], "Status": d["status"], "Caught up s": d.get("caughtUpSeconds", ""),
+             "Sequences": d.get("sequences", ""), "Removed": len(d.get("removed", [])),
+             "Verified": d.get("verify", {}).get("status", ""), "Error": (d.get("error") or "")[:200]}
+            for d in result["databases"]]
 
 
 def _verify_table(result):
@@ -48,5 +59,5 @@ def load_command_table(self, _):
         g.custom_command('verify', 'verify', table_transformer=_verify_table)
         g.custom_command('check', 'check', table_transformer=_check_table)
         g.custom_command('install-utilities', 'install_utilities', table_transformer=_utilities_table)
-        g.custom_command('cutover', 'cutover')
-        g.custom_command('cancel', 'cancel')
+        g.custom_command('cutover', 'cutover', table_transformer=_online_end_table)
+        g.custom_command('cancel', 'cancel', table_transformer=_online_end_table)

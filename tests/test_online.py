@@ -180,8 +180,11 @@ def test_cancel_leaves_the_source_as_it_was(world, target, tmp_path):
     with ExitStack() as stack:
         source = following(stack, world, target, tmp_path, "onlcancel")
         assert source.execute("SELECT count(*) FROM pg_replication_slots")[0][0] == 1
-        out = world.az.json(*end_args("cancel", source, target, tmp_path / "wd")[:-2])
-        assert out["status"] == "succeeded" and out["databases"][0]["status"] == "cancelled"
+        table = world.az.run(*end_args("cancel", source, target, tmp_path / "wd")[:-2], "-o", "table").stdout
+        header, _, row = table.splitlines()[:3]
+        assert header.split()[:4] == ["Database", "Status", "Caught", "up"] and row.split()[:2] == [DB, "cancelled"]
+        manifest = json.loads((tmp_path / "wd" / "migration.json").read_text())
+        assert manifest["result"]["databases"][0]["online"]["status"] == "cancelled"
         nothing_left(source, target)
         assert target.execute("SELECT count(*) FROM orders", dbname=DB) == \
             source.execute("SELECT count(*) FROM orders", dbname=DB)   # the copy stays
