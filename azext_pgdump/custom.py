@@ -200,6 +200,10 @@ def migrate(cmd, resource_group_name=None, databases=None, method=None, jobs=Non
     # A resumed run goes on the way it began (its finished steps are worth keeping only for the same method).
     method = method or (state.method if state and state.method else 'stream')
     opts = _options(method, jobs, no_roles, no_owner, no_acl, if_exists, locale_map, split_tables_larger_than)
+    if online and state is not None and not state.online:   # its tables were copied in no slot's snapshot
+        raise MutuallyExclusiveArgumentError('The run in --work-dir was not online: --resume goes on with it offline.',
+                                             recommendation='Leave out --online, or start an online run in another '
+                                                            '--work-dir (with --if-exists drop).')
     online = online or bool(state and state.online)   # a resumed online run follows the source too
     if online:
         online_wiring.allowed(method, verify)
@@ -538,7 +542,7 @@ def cutover(cmd, work_dir, resource_group_name=None, jobs=None, ssl_root_cert=No
     values, what the online run made is removed, and every table is compared by checksum."""
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    following = _following(work_dir)
+    following = _following(work_dir, ('following', online_end.CUTTING_OVER))
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, _ = reach_side(cmd, stack, kw, 'target')
@@ -558,11 +562,13 @@ def cancel(cmd, work_dir, resource_group_name=None, ssl_root_cert=None, timeout=
     as it was before the run, the target keeps what was copied."""
     # pylint: disable=too-many-arguments,too-many-locals,unused-argument
     kw = locals()
-    following = _following(work_dir, ('following', 'publishing'))
+    following = _following(work_dir, ('following', 'publishing', online_end.CUTTING_OVER))
     with sigterm_as_exit(), ExitStack() as stack:
         source, _ = reach_side(cmd, stack, kw, 'source')
         target, _ = reach_side(cmd, stack, kw, 'target')
-        return online_end.cancel(source, target, Path(work_dir), following, _progress(cmd))
+        result = online_end.cancel(source, target, Path(work_dir), following, _progress(cmd))
+    _fail_after_output(cmd, result)
+    return result
 
 
 def _following(work_dir, statuses=('following',)) -> list:

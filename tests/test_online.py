@@ -240,9 +240,9 @@ def _online_status(work_dir):
         return None
 
 
-def _kill(proc):
-    os.kill(az_python(proc), signal.SIGKILL)
-    proc.communicate(timeout=60)
+def _kill(proc, sig=signal.SIGKILL):
+    os.kill(az_python(proc), sig)
+    return proc.communicate(timeout=120)
 
 
 def _resume_then_cut_over(world, source, target, work_dir, writer):
@@ -288,12 +288,14 @@ def test_killed_during_the_catch_up_resumes_from_the_same_slot(world, target, tm
         assert "copy" in db["resumedSteps"] and "subscribe" not in db["resumedSteps"]
 
 
-def test_killed_before_the_copy_is_in_starts_the_database_again_with_a_new_slot(world, target, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_stopped_before_the_copy_is_in_starts_the_database_again_with_a_new_slot(world, target, tmp_path, sig):
     """The slot's exported snapshot ends with the process that made it: a copy cut short cannot go on in it, so
-    --resume removes that slot (and what came with it) and migrates the database again from a new one."""
+    --resume removes that slot (and what came with it) and migrates the database again from a new one. A run
+    that can still act (Ctrl-C) removes it itself: kept, it would hold the source's WAL for nothing."""
     wd = tmp_path / "wd"
     with ExitStack() as stack:
-        source = logical_source(stack, world, 16, "onlkillcopy")
+        source = logical_source(stack, world, 16, f"onlstop{sig.value}")
         target.drop_database(DB)
         with Writer(source) as writer:
             proc = _start(world, source, target, wd)
@@ -302,7 +304,12 @@ def test_killed_before_the_copy_is_in_starts_the_database_again_with_a_new_slot(
             _until(lambda: _task(wd, "dump-schema") is not None and _task(wd, "restore") in (None, "running"),
                    proc, "the copy")
             first = source.execute("SELECT slot_name FROM pg_replication_slots")[0][0]
-            _kill(proc)
+            out, err = _kill(proc, sig)
+            if sig == signal.SIGINT:
+                assert proc.returncode == 130, err[-3000:]
+                assert source.execute("SELECT slot_name FROM pg_replication_slots") == []
+                assert source.execute("SELECT pubname FROM pg_publication", dbname=DB) == []
+                assert json.loads(out)["databases"][0]["online"]["status"] == "stopped"
             db = _resume_then_cut_over(world, source, target, wd, writer)
         assert db["online"]["slot"] != first and "copy" not in db.get("resumedSteps", [])
 
@@ -641,3 +648,16 @@ def test_two_databases_follow_and_cut_over_together(world, target, tmp_path):
         nothing_left(source, target)
         assert source.execute("SELECT count(*) FROM pg_publication", dbname="otherdb") == [(0,)]
         target.drop_database("otherdb")
+
+
+def test_an_offline_run_is_not_resumed_online(world, target, tmp_path):
+    """Its tables were copied in no slot's snapshot: following from a new slot would miss what changed between."""
+    wd = tmp_path / "wd"
+    with ExitStack() as stack:
+        source = logical_source(stack, world, 16, "onloff")
+        target.drop_database(DB)
+        offline = [a for a in run_args(source, target, wd) if a != "--online"]
+        assert world.az.run(*offline, check=False, timeout=600).returncode == 0
+        refused = world.az.run(*run_args(source, target, wd, "--resume", "--online"), check=False)
+        assert refused.returncode != 0 and "was not online" in refused.stderr
+        assert source.execute("SELECT slot_name FROM pg_replication_slots") == []

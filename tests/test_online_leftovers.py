@@ -122,8 +122,18 @@ def test_what_a_sigkilled_run_left_is_found_and_removed(world, target, tmp_path)
                 proc.kill()
         assert target.execute("SELECT subname FROM pg_subscription") == [], "killed too late: it subscribed"
         deadline = time.time() + 30
-        while source.execute("SELECT active FROM pg_replication_slots")[0][0] and time.time() < deadline:
-            time.sleep(0.2)   # the dead client's WAL sender exits
+        while (source.execute("SELECT active FROM pg_replication_slots")[0][0] or
+               source.execute("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")) and time.time() < deadline:
+            time.sleep(0.2)   # the dead client's WAL sender and sessions exit
+        slot = source.execute("SELECT slot_name FROM pg_replication_slots")[0][0]
+        # While the run that made them lives (copying: its slot idle, no subscription yet) they are in use: it holds
+        # an advisory lock named after them, as this session does now in its stead.
+        with source.connect(DB) as alive:
+            token = int(slot.rsplit("_", 1)[1], 16)
+            alive.execute("SELECT pg_advisory_lock(20261202, %s)", (token - (1 << 32) if token >= 1 << 31 else token,))
+            kept = world.az.json(*cleanup_args(source, target, "--dry-run"))
+            assert {i["status"] for i in kept if i["name"] == slot} == {"kept"}
+            assert all(i["inUse"] for i in kept if i["name"] == slot)
         shown = world.az.json(*cleanup_args(source, target, "--dry-run"))
         kinds = {(i["kind"], i["side"]) for i in shown}
         assert {("replication-slot", "source"), ("publication", "source"), ("schema", "source")} <= kinds

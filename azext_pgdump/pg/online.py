@@ -155,6 +155,35 @@ ORDER BY 1"""
 ROOT_SINCE = 13   # publish_via_partition_root
 
 
+LIVE_LOCK = 20261202   # pg_advisory_lock(LIVE_LOCK, the names' token): held on the source while a run is alive
+
+
+def hold(source, database: str, made: dict):
+    """A connection that holds an advisory lock named after the run's objects for as long as the run lives (a
+    killed run's connection ends, and its lock with it): how `cleanup --online-leftovers` tells a run still
+    copying (its slot idle, no subscription yet) from a leftover."""
+    conn = catalog.connect(source, database)
+    try:
+        conn.execute('SELECT pg_catalog.pg_advisory_lock(%s, %s)', (LIVE_LOCK, _signed(made['slot'])))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _signed(name: str) -> int:
+    """The names' 8 hex digits as the int4 key pg_advisory_lock takes (pg_locks shows it back as an oid)."""
+    token = int(name.rsplit('_', 1)[1], 16)
+    return token - (1 << 32) if token >= 1 << 31 else token
+
+
+def held(conn) -> set:
+    """The names of the runs alive on this server (see hold)."""
+    rows = conn.execute("SELECT objid::bigint FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND "
+                        'classid = %s AND objsubid = 2 AND granted', (LIVE_LOCK,)).fetchall()
+    return {f'azext_pgdump_{row[0]:08x}' for row in rows}
+
+
 def names(token: str) -> dict:
     """The objects an online run makes for one database; one name, recognisable for `cleanup`."""
     name = f'azext_pgdump_{token}'
@@ -212,6 +241,9 @@ def login_for_subscription(source, database: str, made: dict) -> tuple:
     password, REPLICATION, read access to the published tables), made after the snapshot so that the copy carries
     none of its grants; the admin's when the source does not let the admin make one (before 16, only a superuser
     may create a role with REPLICATION; `made['role']` then becomes None)."""
+    if not made.get('role'):   # an earlier attempt found the source does not let the admin make one
+        made['role'] = None
+        return _admin_login(source)
     password = secrets.token_urlsafe(24)
     role = sql.Identifier(made['role'])
     with catalog.connect(source, database) as conn, conn.transaction():
@@ -223,6 +255,18 @@ def login_for_subscription(source, database: str, made: dict) -> tuple:
         if _own_login(conn, role, password, schemas, listed):
             return made['role'], password
     made['role'] = None
+    return _admin_login(source)
+
+
+def _admin_login(source) -> tuple:
+    """The admin's login for the subscription; not an Entra token, which expires within the hour while the
+    subscription must log in again after any break for as long as it follows."""
+    if source.password_source is not None:
+        raise catalog.ConnectError('The source does not let its admin make a login for the subscription (before '
+                                   'PostgreSQL 16 only a superuser may create one with REPLICATION), and the admin '
+                                   'logs in with an Entra token, which expires within the hour: the subscription '
+                                   'could not log in again. Run --online with a password login of the source, or '
+                                   'from a PostgreSQL 16+ source.')
     return source.user, source.current_password()
 
 
@@ -287,8 +331,14 @@ def connected(source, database: str, slot: str, timeout: float) -> None:
     target server itself, only this machine) would otherwise look like a target that follows with a growing lag."""
     deadline = time.monotonic() + timeout
     with catalog.connect(source, database) as conn:
-        while not conn.execute('SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s',
-                               (slot,)).fetchone()[0]:
+        while True:
+            row = conn.execute('SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s',
+                               (slot,)).fetchone()
+            if row is None:
+                raise catalog.ConnectError(f'{database}: the replication slot {slot} is gone from the source (removed '
+                                           'by someone else?): run `az postgres dumprestore cancel`, then run again.')
+            if row[0]:
+                return
             if children.stopping():
                 raise children.Stopped('interrupted')
             if time.monotonic() > deadline:
@@ -389,19 +439,17 @@ def sequences(source, target, database: str) -> int:
     return len(rows)
 
 
-def teardown(source, target, database: str, made: dict, missing_ok: bool = False, cut_over: bool = False) -> list:
+def teardown(source, target, database: str, made: dict, cut_over: bool = False) -> list:
     """Remove what the online run made, target first (its subscription holds the slot): the subscription, the
     slot, the publication, the role, the heartbeat schema on both sides. What is already gone is skipped, so a
-    cutover or cancel cut short can be run again. `missing_ok`: a target database not made yet (a run stopped
-    early) has nothing of it. `cut_over`: the tables --replica-identity-full changed keep REPLICA IDENTITY FULL
-    (the target has it too, from the schema dump); otherwise the source gets back what it had. Returns what was
-    removed."""
-    try:
-        tgt = catalog.connect(target, database)
-    except catalog.ConnectError:
-        if not missing_ok:
-            raise
-        return teardown_source(source, database, made, not cut_over)
+    cutover or cancel cut short can be run again; a target database not made yet (a run stopped before) has
+    nothing of it, but a target that cannot be reached stops here (its subscription would outlive the slot).
+    `cut_over`: the tables --replica-identity-full changed keep REPLICA IDENTITY FULL (the target has it too, from
+    the schema dump); otherwise the source gets back what it had. Returns what was removed."""
+    with catalog.connect(target) as conn:
+        if not conn.execute('SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s', (database,)).fetchone():
+            return teardown_source(source, database, made, not cut_over)
+    tgt = catalog.connect(target, database)
     removed = []
     sub = made['subscription']
     with tgt:

@@ -10,12 +10,19 @@ import psycopg
 from azext_pgdump.pg import catalog, online, slot_wal, write_block
 from azext_pgdump.pg.process import human
 from azext_pgdump.pg import state as run_state
+from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.verify import verify as verify_databases
+
+
+CUTTING_OVER = 'cutting over'   # a cutover under way, or killed: another cutover or a cancel may take it on
 
 
 def following(work_dir, statuses=('following',)) -> list:
     """(database, what its online run made) for each database whose online status is one of `statuses`."""
     manifest = run_state.read_manifest(work_dir)
+    if manifest.get('status') == run_state.RUNNING:   # its state would overwrite ours, and its copy is under way
+        raise run_state.WorkDirError(f"The run in {work_dir} is still going (process {manifest.get('pid')}): wait "
+                                     'for it to end (the databases that follow are said as it goes).')
     return [(d['name'], d['online']) for d in manifest.get('result', {}).get('databases', [])
             if d.get('online', {}).get('status') in statuses]
 
@@ -41,6 +48,8 @@ def cutover(source, target, work_dir, databases: list, timeout: float, jobs: int
             entry['verify'] = verdicts[entry['name']]
             entry['status'] = verdicts[entry['name']]['status']
             _end_block(source, work_dir, entry, blocks[entry['name']], say)
+        if 'leftovers' in entry:   # cut over (the block stays): the objects left make it fail all the same
+            entry.update(status='failed', error=entry['leftovers'])
     failed = any(e['status'] == 'failed' for e in out)
     return {'status': 'failed' if failed else 'succeeded', 'mode': 'cutover', 'workDir': str(work_dir),
             'databases': out}
@@ -51,10 +60,12 @@ def _cut_over(source, target, work_dir, name, made, timeout, block_writes, block
     sequences set, what the run made removed. `blocks[name]`: the grants taken, as soon as they are."""
     say(f'Cutting {name} over: waiting for the target to apply the source\'s last changes...')
     entry = {'name': name}
+    run_state.online_status(work_dir, name, CUTTING_OVER)   # a run waiting for the cutover leaves it alone now
     try:
         changed = online.schema_changes(source, target, name)
         if changed:   # refused before anything is removed: the target still follows
             say(f'  {name}: REFUSED: the schema changed since the copy')
+            run_state.online_status(work_dir, name, 'following')
             return dict(entry, status='failed', error='the schema changed on one side since the copy '
                         '(logical replication does not carry DDL): ' + '; '.join(changed[:10]) +
                         '. Make the same change on the other side, then cut over again.')
@@ -62,18 +73,34 @@ def _cut_over(source, target, work_dir, name, made, timeout, block_writes, block
             entry['writeBlock'] = _block(source, work_dir, name, made, blocks, say)
         entry['caughtUpSeconds'] = online.caught_up(source, target, name, timeout, say)
         entry['sequences'] = online.sequences(source, target, name)
-        entry['removed'] = online.teardown(source, target, name, made, cut_over=True)
-        if made.get('identityFull'):   # both sides keep it: the target's schema came from the source with it
-            entry['replicaIdentityFull'] = [table for table, _ in made['identityFull']]
-            say(f"  {name}: {', '.join(entry['replicaIdentityFull'])} keep REPLICA IDENTITY FULL (give them a "
-                'primary key, or ALTER TABLE ... REPLICA IDENTITY DEFAULT)')
     except (TimeoutError, psycopg.Error, catalog.ConnectError) as err:
         say(f'  {name}: FAILED: {err}')
+        run_state.online_status(work_dir, name, 'following')
         return dict(entry, status='failed', error=str(err).strip())
-    run_state.online_status(work_dir, name, 'cut over')
+    # From here the target holds everything and its sequences: cut over, whatever the removal below meets.
+    with shielded():
+        run_state.online_status(work_dir, name, 'cut over')
+        entry['removed'] = _removed(source, target, name, made, entry, say)
+    if made.get('identityFull'):   # both sides keep it: the target's schema came from the source with it
+        entry['replicaIdentityFull'] = [table for table, _ in made['identityFull']]
+        say(f"  {name}: {', '.join(entry['replicaIdentityFull'])} keep REPLICA IDENTITY FULL (give them a "
+            'primary key, or ALTER TABLE ... REPLICA IDENTITY DEFAULT)')
     say(f"  {name}: caught up in {entry['caughtUpSeconds']} s, {entry['sequences']} sequences set, "
         f"removed {', '.join(entry['removed']) or 'nothing'}")
     return entry
+
+
+def _removed(source, target, name, made, entry, say) -> list:
+    """What the run made, removed after the cutover; what could not be is `leftovers` (the command then fails,
+    but the database stays cut over: the writes stay blocked, nothing is undone)."""
+    try:
+        return online.teardown(source, target, name, made, cut_over=True)
+    except (psycopg.Error, catalog.ConnectError) as err:
+        entry['leftovers'] = (f'cut over, but what the online run made could not all be removed: {str(err).strip()}.'
+                              ' Remove it with `az postgres dumprestore cleanup --online-leftovers '
+                              '--include-following` and both servers')
+        say(f"  {name}: {entry['leftovers']}")
+        return []
 
 
 def _block(source, work_dir, name, made, blocks, say) -> dict:
@@ -120,11 +147,12 @@ def cancel(source, target, work_dir, databases: list, say) -> dict:
                 entry['writeBlock'] = {'givenBack': given,
                                        'notGivenBack': write_block.give_back(source, work_dir, name, given)}
                 say(f'  {name}: gave back {len(given)} write privileges a killed `cutover --block-writes` took')
-            removed = online.teardown(source, target, name, made)
+            with shielded():   # once removing has begun, the manifest must say so
+                removed = online.teardown(source, target, name, made)
+                run_state.online_status(work_dir, name, 'cancelled')
         except (psycopg.Error, catalog.ConnectError) as err:
             out.append(dict(entry, status='failed', error=str(err).strip()))
             continue
-        run_state.online_status(work_dir, name, 'cancelled')
         say(f"  {name}: removed {', '.join(removed) or 'nothing'}; the target keeps what was copied")
         out.append(dict(entry, status='cancelled', removed=removed))
     return {'status': 'failed' if any(e['status'] == 'failed' for e in out) else 'succeeded', 'mode': 'cancel',
@@ -138,13 +166,14 @@ def wait(source, target, work_dir, limit, interval: float, say) -> dict:
     started, said, stopped_waiting = time.monotonic(), 0.0, None
     try:
         while True:
-            databases = following(work_dir)
+            databases = following(work_dir, ('following', CUTTING_OVER))
             if not databases:
                 break
             if time.monotonic() - said >= min(interval, slot_wal.CHECK_EVERY):
                 loud = time.monotonic() - said >= interval
                 for name, made in databases:
-                    _watch(source, target, work_dir, (name, made), limit, say, loud)
+                    if made.get('status') == 'following':   # not while a cutover works on it
+                        _watch(source, target, work_dir, (name, made), limit, say, loud)
                 said = time.monotonic() if loud else said
             time.sleep(1)   # a cutover from another shell is seen within a second
     except (KeyboardInterrupt, SystemExit) as err:
@@ -172,9 +201,9 @@ def _watch(source, target, work_dir, database: tuple, limit, say, loud: bool) ->
         return
     say(f'Stopping {reason}; removing what the online run made to keep the source\'s disk clear.')
     try:
-        removed = online.teardown(source, target, name, made)
+        with shielded():   # a Ctrl-C now would leave the manifest saying it follows
+            removed = online.teardown(source, target, name, made)
+            run_state.online_status(work_dir, name, 'stopped', error=reason, removed=removed)
     except (psycopg.Error, catalog.ConnectError) as err:
         say(f'  {name}: could not remove them ({str(err).strip()}): run `az postgres dumprestore cancel` with '
             f'--work-dir {work_dir}')
-        return
-    run_state.online_status(work_dir, name, 'stopped', error=reason, removed=removed)

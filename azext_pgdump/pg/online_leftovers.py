@@ -2,9 +2,11 @@
 on the servers by its names, for `cleanup --online-leftovers`. A forgotten slot keeps the source's WAL for ever.
 
 One run's objects for one database share one name (online.names). That name is in use while its subscription is
-enabled (a run that succeeded and awaits `cutover`) or its slot is active (a run still copying, or the target
-applying): a migration, not a leftover. Its objects are listed and kept unless `include_following` says to remove
-them too (a following migration whose work dir is lost, which `cancel` can no longer end).
+enabled (a run that succeeded and awaits `cutover`), its slot is active (the target applying), or the run that
+made it is alive (it holds an advisory lock named after it on the source, see online.hold: a run copying keeps its
+slot idle and has no subscription yet): a migration, not a leftover. Its objects are listed and kept unless
+`include_following` says to remove them too (a following migration whose work dir is lost, which `cancel` can no
+longer end).
 
 Every server given is searched for every kind (a server may have been the target of one run and the source of
 another). An item: {name, kind, side, server, database (None for a role), inUse, status}; status is 'to remove'
@@ -31,11 +33,13 @@ _PUBLICATIONS = 'SELECT pubname::text FROM pg_catalog.pg_publication WHERE pubna
 
 def find(source, target) -> list:
     """Every object of an online run on `source` and `target` (either may be None), with inUse."""
-    found = []
+    found, alive = [], set()
     for side, endpoint in (('target', target), ('source', source)):
         if endpoint is not None:
             found += _on_server(side, endpoint)
-    busy = {i['name'] for i in found if i.pop('busy')}
+            with catalog.connect(endpoint) as conn:   # runs still alive (copying: slot idle, no subscription yet)
+                alive |= online.held(conn)
+    busy = {i['name'] for i in found if i.pop('busy')} | alive
     busy_databases = {i['database'] for i in found if i['name'] in busy}
     for item in found:
         # The heartbeat schema serves every run of its database: in use while one of them is (on either server).

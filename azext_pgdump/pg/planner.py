@@ -256,7 +256,8 @@ def _online_resumed(resume: Resume, name: str, done: set, state) -> set:
     cannot go on: the slot's exported snapshot ended with the earlier run, and a table copied in another snapshot
     would miss or repeat the changes in between; the database is then migrated again from the start, with a new
     slot (the earlier one is removed first, see run.py)."""
-    if state('restore') != run_state.SUCCEEDED:
+    gone = resume.published.get(name, {}).get('status') in ('stopped', 'cancelled')   # its slot was removed
+    if state('restore') != run_state.SUCCEEDED or gone:
         return set()
     made = {f'{name}/{step}' for step in ('drop', 'create', 'footprint')}   # the target database is the one to keep
     return {i for i in done if i.startswith(f'{name}/')} | made

@@ -16,7 +16,7 @@ from azext_pgdump.pg.interrupts import shielded
 from azext_pgdump.pg.process import Runner, human, size_of
 from azext_pgdump.pg.scheduler import Scheduler
 from azext_pgdump.pg.snapshots import Snapshots
-from azext_pgdump.pg.state import FAILED, RunState
+from azext_pgdump.pg.state import FAILED, INTERRUPTED, SUCCEEDED, RunState
 from azext_pgdump.pg.steps import Step
 
 
@@ -58,6 +58,7 @@ class _Run:
         self.runner = Runner({'source': plan.source, 'target': plan.target}, progress, interval)
         self.state = RunState(plan, progress)
         self.published = {}   # run --online: database -> what its publish step made
+        self.alive = []       # online: connections that say on the source that this run lives (online.hold)
         self.snapshots = Snapshots(plan, verify, self.published)
         self.exits = {}   # database -> exit codes of the restore passes judged with a later one
         self.guard = slot_wal.Guard(plan.source, plan.opts.max_slot_wal)   # online: the WAL the slots keep
@@ -67,7 +68,7 @@ class _Run:
         self.state.begin()
         jobs = self.plan.opts.jobs
         scheduler = Scheduler(self.plan.steps, {'source': jobs, 'target': jobs}, self.step, done=self.plan.skip,
-                              watch=lambda: self.guard.check({d: m['slot'] for d, m in self.published.items()}))
+                              watch=lambda: self.guard.check({d: m['slot'] for d, m in dict(self.published).items()}))
         over_limit = None
         try:
             self._tune()   # in the try: a signal while ARM applies a change still gives back what was set
@@ -86,17 +87,39 @@ class _Run:
         finally:
             self.snapshots.close()
             self.guard.close()
+            for conn in self.alive:   # what follows the source now is the target's subscription, not this run
+                conn.close()
         with shielded():  # a signal now must not cost the target its parameters, or the result its last save
             if over_limit:
                 self._stop_following(over_limit)
+            else:
+                self._drop_unfinished_slots()
             self._give_back()
             return self.state.finish(self._verified())
+
+    def _drop_unfinished_slots(self) -> None:
+        """A database that failed or was stopped before its copy was in: its slot would keep the source's WAL
+        for nothing (a resume makes a new one, its snapshot is gone), so it goes now with its publication."""
+        for database, made in dict(self.published).items():
+            record = self.state.dbs[database]
+            restored = self.state.tasks.get(f'{database}/restore', {}).get('status') == SUCCEEDED
+            if record['status'] not in (FAILED, INTERRUPTED) or restored:
+                continue
+            try:
+                removed = online.teardown_source(self.plan.source, database, made)
+            except (psycopg.Error, catalog.ConnectError) as err:
+                self.progress(f'  {database}: could not remove its replication slot ({err}); run '
+                              '`az postgres dumprestore cancel` with this --work-dir')
+                continue
+            self.state.online(database, status='stopped', removed=removed,
+                              error='the copy did not end: --resume migrates it again from a new slot')
+            self.progress(f"  {database}: removed {', '.join(removed) or 'nothing'} (the copy did not end)")
 
     def _stop_following(self, reason: str) -> None:
         """Over --max-slot-wal: what the online run made is removed (the target keeps what was copied)."""
         for database, made in self.published.items():
             try:
-                removed = online.teardown(self.plan.source, self.plan.target, database, made, missing_ok=True)
+                removed = online.teardown(self.plan.source, self.plan.target, database, made)
             except (psycopg.Error, catalog.ConnectError) as err:
                 self.progress(f'  {database}: could not remove what the online run made ({err}); run '
                               '`az postgres dumprestore cancel` with this --work-dir')
@@ -177,11 +200,14 @@ class _Run:
             if earlier:   # resumed before its copy was in: that slot's snapshot is gone, so is what it was for
                 online.teardown_source(plan.source, database, earlier)
             made = online.publish(plan.source, database, plan.source_major, plan.opts.replica_identity_full)
+            self.alive.append(online.hold(plan.source, database, made))
             self.published[database] = made
             return {'online': dict(made, status='publishing')}
-        made = self.published.get(database) or dict(earlier)   # resumed during the catch-up: the same slot
-        made.pop('status', None)
-        made.pop('lag', None)
+        made = self.published.get(database)
+        if made is None:   # resumed during the catch-up: the same slot, watched and removed like the others
+            made = {k: v for k, v in earlier.items() if k not in ('status', 'lag')}
+            self.alive.append(online.hold(plan.source, database, made))
+            self.published[database] = made
         online.subscribe(plan.target, plan.source, database, made)
         online.connected(plan.source, database, made['slot'], CONNECT_WAIT)
         try:

@@ -43,7 +43,11 @@ class Scheduler:
                     if not (waiting or self.running):
                         return
                     interrupts.raise_if_pending()   # a Ctrl-C a library swallowed still stops the run
-                    self.watch()
+                    self._cond.release()   # the watch may wait on a server: steps end meanwhile
+                    try:
+                        self.watch()
+                    finally:
+                        self._cond.acquire()
                     self._cond.wait(timeout=1.0)
         except BaseException:
             self._stop()

@@ -2,6 +2,7 @@
 import hashlib
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,17 +39,19 @@ def prepare(path: Path, reuse: bool) -> Path:
 
 def private_file(path: Path, text: str) -> None:
     """Whole or not at all, and on the disk before we go on (a full disk or a crash leaves the previous
-    file); private like everything here."""
-    tmp = path.with_name(path.name + '.tmp')
+    file); private like everything here (mkstemp makes it 0600). A temporary name of its own: two processes may
+    write the same file (a run waiting for its cutover, and the cutover)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    tmp = Path(name)
     try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
+        with os.fdopen(fd, 'w') as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        tmp.replace(path)
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.replace(path)
     _fsync_dir(path.parent)
 
 
