@@ -200,14 +200,14 @@ class _Run:
             if earlier:   # resumed before its copy was in: that slot's snapshot is gone, so is what it was for
                 online.teardown_source(plan.source, database, earlier)
             made = online.publish(plan.source, database, plan.source_major, plan.opts.replica_identity_full)
+            self.published[database] = made   # first: whatever happens next, the run knows what to remove
             self.alive.append(online.hold(plan.source, database, made))
-            self.published[database] = made
             return {'online': dict(made, status='publishing')}
         made = self.published.get(database)
         if made is None:   # resumed during the catch-up: the same slot, watched and removed like the others
             made = {k: v for k, v in earlier.items() if k not in ('status', 'lag')}
-            self.alive.append(online.hold(plan.source, database, made))
             self.published[database] = made
+            self.alive.append(online.hold(plan.source, database, made))
         online.subscribe(plan.target, plan.source, database, made)
         online.connected(plan.source, database, made['slot'], CONNECT_WAIT)
         try:
