@@ -101,31 +101,26 @@ class _Run:
         """A database that failed or was stopped before its copy was in: its slot would keep the source's WAL
         for nothing (a resume makes a new one, its snapshot is gone), so it goes now with its publication."""
         for database, made in dict(self.published).items():
-            record = self.state.dbs[database]
             restored = self.state.tasks.get(f'{database}/restore', {}).get('status') == SUCCEEDED
-            if record['status'] not in (FAILED, INTERRUPTED) or restored:
-                continue
-            try:
-                removed = online.teardown_source(self.plan.source, database, made)
-            except (psycopg.Error, catalog.ConnectError) as err:
-                self.progress(f'  {database}: could not remove its replication slot ({err}); run '
-                              '`az postgres dumprestore cancel` with this --work-dir')
-                continue
-            self.state.online(database, status='stopped', removed=removed,
-                              error='the copy did not end: --resume migrates it again from a new slot')
-            self.progress(f"  {database}: removed {', '.join(removed) or 'nothing'} (the copy did not end)")
+            if self.state.dbs[database]['status'] in (FAILED, INTERRUPTED) and not restored:
+                self._remove_online(database, lambda d=database, m=made: online.teardown_source(self.plan.source, d, m),
+                                    'the copy did not end: --resume migrates it again from a new slot')
 
     def _stop_following(self, reason: str) -> None:
         """Over --max-slot-wal: what the online run made is removed (the target keeps what was copied)."""
-        for database, made in self.published.items():
-            try:
-                removed = online.teardown(self.plan.source, self.plan.target, database, made)
-            except (psycopg.Error, catalog.ConnectError) as err:
-                self.progress(f'  {database}: could not remove what the online run made ({err}); run '
-                              '`az postgres dumprestore cancel` with this --work-dir')
-                continue
-            self.state.online(database, status='stopped', error=reason, removed=removed)
-            self.progress(f"  {database}: removed {', '.join(removed) or 'nothing'}")
+        for database, made in dict(self.published).items():
+            self._remove_online(database, lambda d=database, m=made: online.teardown(
+                self.plan.source, self.plan.target, d, m), reason)
+
+    def _remove_online(self, database: str, remove: Callable[[], list], reason: str) -> None:
+        try:
+            removed = remove()
+        except (psycopg.Error, catalog.ConnectError) as err:
+            self.progress(f'  {database}: could not remove what the online run made ({err}); run '
+                          '`az postgres dumprestore cancel` with this --work-dir')
+            return
+        self.state.online(database, status='stopped', error=reason, removed=removed)
+        self.progress(f"  {database}: removed {', '.join(removed) or 'nothing'} ({reason})")
 
     def _tune(self) -> None:
         """The target's parameters for the load, each recorded before it is asked for (see state.SETTINGS_FILE)."""
@@ -214,8 +209,10 @@ class _Run:
             online.caught_up(plan.source, plan.target, database, 60, self.progress)
         except TimeoutError as err:   # still following: the lag below says how far behind
             self.progress(f'  {err}')
-        self.guard.check({database: made['slot']}, now=True)   # the copy's backlog is known now: over the limit, stop
         lag = online.lag(plan.source, plan.target, database, made['slot'])
+        reason = slot_wal.over({database: lag['retainedBytes']}, plan.opts.max_slot_wal)   # the copy's backlog
+        if reason:
+            raise slot_wal.SlotWalLimit(reason)
         self.progress(f'  {database}: the target follows the source, {lag["seconds"]} s and {lag["bytes"]} bytes '
                       'behind; run `az postgres dumprestore cutover` once the application\'s writes have stopped')
         return {'online': dict(made, status='following', lag=lag)}

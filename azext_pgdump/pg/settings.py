@@ -95,10 +95,14 @@ def allows(allowed: str, value: str) -> bool:
     return False
 
 
+def usable_bytes(storage_bytes: int) -> float:
+    """What a Flexible Server's disk may hold before the server turns read-only."""
+    return min(storage_bytes * READ_ONLY_SHARE, storage_bytes - READ_ONLY_FREE)
+
+
 def wal_cap_mb(storage_bytes: int, used_bytes: int, incoming_bytes: int) -> int:
     """The max_wal_size (MB) that keeps the disk clear of read-only once the load's data is in."""
-    usable = min(storage_bytes * READ_ONLY_SHARE, storage_bytes - READ_ONLY_FREE)
-    left = usable - used_bytes - incoming_bytes
+    left = usable_bytes(storage_bytes) - used_bytes - incoming_bytes
     return max(int(left * WAL_SHARE) >> 20, 0)
 
 

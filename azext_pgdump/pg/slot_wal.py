@@ -10,7 +10,7 @@ import psycopg
 
 from azext_pgdump.pg import catalog
 from azext_pgdump.pg.process import human
-from azext_pgdump.pg.settings import READ_ONLY_FREE, READ_ONLY_SHARE
+from azext_pgdump.pg.settings import usable_bytes
 
 CHECK_EVERY = 5.0   # seconds between two reads of the slots during a run
 
@@ -24,8 +24,7 @@ def default_limit(storage_bytes: Optional[int], used_bytes: int) -> Optional[int
     than 5 GiB free): room for the run's slots with as much again to spare. None when the disk is not known."""
     if not storage_bytes:
         return None
-    usable = min(storage_bytes * READ_ONLY_SHARE, storage_bytes - READ_ONLY_FREE)
-    return max(int((usable - used_bytes) / 2), 0)
+    return max(int((usable_bytes(storage_bytes) - used_bytes) / 2), 0)
 
 
 def source_used_bytes(source) -> int:
@@ -60,8 +59,8 @@ class Guard:
         self.source, self.limit, self.last, self.conn = source, limit, 0.0, None
         self.lock = threading.Lock()   # the loop and a step's thread may both ask
 
-    def check(self, slots: dict, now: bool = False) -> None:
-        if self.limit is None or not slots or (time.monotonic() - self.last < CHECK_EVERY and not now):
+    def check(self, slots: dict) -> None:
+        if self.limit is None or not slots or time.monotonic() - self.last < CHECK_EVERY:
             return
         with self.lock:
             self.last = time.monotonic()

@@ -351,19 +351,20 @@ def alive(pid) -> bool:
 def online_status(path: Path, database: str, status: str, **details) -> None:
     """After `run --online`: a database's target stopped following its source (`cut over`, `cancelled`). The
     manifest says so, so that a second cutover or cancel skips it."""
-    data = read_manifest(path)
-    for record in data.get('result', {}).get('databases', []):
-        if record.get('name') == database and 'online' in record:
-            record['online'].update(details, status=status)
-    write_manifest(path, data)
+    _update_online(path, database, lambda online: online.update(details, status=status))
 
 
 def online_write_block(path: Path, database: str, block: dict) -> None:
     """`cutover --block-writes`: the write privileges taken from the application's roles on the source and where
     they stand (`revoking`: written before the first REVOKE, so that a kill in between still knows what to give
     back; `revoked`; `given back`; `kept`: the cutover succeeded, the application writes to the target now)."""
+    _update_online(path, database, lambda online: online.update(writeBlock=block))
+
+
+def _update_online(path: Path, database: str, change) -> None:
+    """The one change other commands make to a finished run's manifest: a database's `online` record."""
     data = read_manifest(path)
     for record in data.get('result', {}).get('databases', []):
         if record.get('name') == database and 'online' in record:
-            record['online']['writeBlock'] = block
+            change(record['online'])
     write_manifest(path, data)
